@@ -1,0 +1,37 @@
+"""The ``protoseg`` command line: one subcommand per pipeline step.
+
+Each subcommand lives in the module that implements it and registers itself through
+``add_parser(subparsers)``; this file only assembles them.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+import protoseg
+
+# module path -> the subcommands it provides (imported lazily so `protoseg --help` stays fast)
+SUBCOMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="protoseg", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"protoseg {protoseg.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in SUBCOMMAND_MODULES:
+        importlib.import_module(module_name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
