@@ -1,0 +1,1 @@
+"""Transcriptions of the official release, kept only to verify and benchmark our implementation."""
