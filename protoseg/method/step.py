@@ -43,8 +43,9 @@ def prototype_learning(scores: PrototypeScores, embeddings: Tensor, labels: Tens
     classes = labels.clamp(0, num_classes - 1).long()
     target = torch.zeros_like(classes)
     assignment = torch.zeros_like(classes)
+    global_sinkhorn = config.ddp_reduce == "sum"  # paper variant: cluster the global batch
     with torch.no_grad():
-        if bool(valid.any()):
+        if global_sinkhorn or bool(valid.any()):
             vc = classes[valid]
             # class-major order: the release draws its Gumbel noise class by class, in pixel order
             order = torch.argsort(vc, stable=True)
@@ -53,10 +54,11 @@ def prototype_learning(scores: PrototypeScores, embeddings: Tensor, labels: Tens
             else:
                 own = scores.own_sim[valid].detach()[order]
                 plan = sinkhorn_batched(own, vc[order], num_classes, config.sinkhorn_iters,
-                                        config.sinkhorn_epsilon)
-            idx = valid.nonzero().squeeze(1)[order]
-            target[idx] = plan.argmax(dim=1)
-            assignment[idx] = hard_assignment(plan, config.update_assignment, config.gumbel_tau)
+                                        config.sinkhorn_epsilon, distributed=global_sinkhorn)
+            if len(vc):
+                idx = valid.nonzero().squeeze(1)[order]
+                target[idx] = plan.argmax(dim=1)
+                assignment[idx] = hard_assignment(plan, config.update_assignment, config.gumbel_tau)
         feed = valid
         if config.update_pixels == "correct":
             if predictions is None:
