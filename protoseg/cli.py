@@ -12,7 +12,9 @@ import sys
 import protoseg
 
 # module path -> the subcommands it provides (imported lazily so `protoseg --help` stays fast)
-SUBCOMMAND_MODULES: tuple[str, ...] = ()
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "protoseg.data.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,284 @@
+"""``protoseg prepare``: an official extracted folder -> a prepared root of one uniform layout.
+
+Layout (see docs/data.md)::
+
+    <dst>/images/<split>/<stem>.jpg|png     the official image (bytes copied; re-encoded only if resized)
+    <dst>/labels/<split>/<stem>.png         train ids; 8-bit with 255 ignore, or 16-bit with 65535
+    <dst>/labels_top<N>/<split>/<stem>.png  ADE20K-Full only: top-N label sets (N < 847)
+    <dst>/splits/<split>.txt                the stems of each split, sorted
+    <dst>/ranking.tsv                       ADE20K-Full only: the class frequency ranking
+    <dst>/manifest.json                     bytes, sha256 and inputs of every output file
+    <dst>/meta.json                         written last: its presence marks the root complete
+
+Conversion runs over files in worker processes. Every file is written atomically; ``meta.json`` is
+removed when a run starts and rewritten only after every file and the manifest are in place, so
+an interrupted or failed run never leaves a root that looks complete. A re-run skips every file
+whose manifest entry (size, sha256, inputs) still matches.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import multiprocessing
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+import protoseg
+from protoseg.data import ranking as ranking_mod
+from protoseg.data.atomic import remove_stale_temps, sha256_bytes, write_bytes_atomic, write_json_atomic
+from protoseg.data.errors import DataError
+from protoseg.data.formats import get_format
+from protoseg.data.image_io import decode_image, encode_jpeg, encode_png
+from protoseg.data.manifest import Manifest, entry_is_valid
+from protoseg.data.specs import get_spec
+
+CONVERTER_VERSION = 1
+META = "meta.json"
+MANIFEST_SAVE_EVERY_S = 20.0
+MAX_REPORTED_ERRORS = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One image/label pair to convert (picklable: sent to worker processes)."""
+
+    dataset: str
+    root: str
+    image_src: str
+    label_src: str
+    image_out: str  # relative to root
+    label_out: str
+    dep_image: str
+    dep_label: str
+    prev_image: dict | None
+    prev_label: dict | None
+    want_hist: bool
+
+
+def _dep(path: Path) -> str:
+    st = path.stat()
+    return f"{path}|{st.st_size}|{st.st_mtime_ns}|v{CONVERTER_VERSION}"
+
+
+def resized_shape(h: int, w: int, max_short: int) -> tuple[int, int] | None:
+    """MaskFormer's ADE20K-Full rule: shrink so the short side is ``max_short`` if it is larger."""
+    if w >= h > max_short:
+        return max_short, round(w / float(h) * max_short)
+    if h >= w > max_short:
+        return round(h / float(w) * max_short), max_short
+    return None
+
+
+def resize_nearest(label: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Nearest-neighbour resize as OpenCV's INTER_NEAREST (source index floor(dst * scale))."""
+    ys = np.minimum((np.arange(h) * (label.shape[0] / h)).astype(np.int64), label.shape[0] - 1)
+    xs = np.minimum((np.arange(w) * (label.shape[1] / w)).astype(np.int64), label.shape[1] - 1)
+    return label[ys[:, None], xs[None, :]]
+
+
+def _entry(data: bytes, dep: str) -> dict:
+    return {"bytes": len(data), "sha256": sha256_bytes(data), "dep": dep}
+
+
+def convert_sample(task: Task) -> tuple[str, object]:
+    """Worker: convert one pair. Returns ("ok", {rel: entry}, skipped) or ("error", message)."""
+    try:
+        return _convert_sample(task)
+    except DataError as err:
+        return ("error", str(err))
+    except Exception as err:  # anything unexpected still names the files
+        return ("error", f"{task.image_src} / {task.label_src}: {type(err).__name__}: {err}")
+
+
+def _convert_sample(task: Task):
+    root = Path(task.root)
+    if (entry_is_valid(root / task.image_out, task.prev_image, task.dep_image)
+            and entry_is_valid(root / task.label_out, task.prev_label, task.dep_label)):
+        return ("ok", {task.image_out: task.prev_image, task.label_out: task.prev_label}, True)
+    fmt = get_format(task.dataset)
+    data = Path(task.image_src).read_bytes()
+    img = decode_image(data, task.image_src)
+    label = fmt.read_label(Path(task.label_src))
+    w, h = img.size
+    if label.shape != (h, w):
+        raise DataError(f"{task.label_src}: label is {label.shape[1]}x{label.shape[0]} (WxH) but image "
+                        f"{task.image_src} is {w}x{h}; expected the same size")
+    new = resized_shape(h, w, fmt.max_short_side) if fmt.max_short_side else None
+    if new is not None:
+        rgb = img.convert("RGB").resize((new[1], new[0]), Image.BILINEAR)
+        data = encode_jpeg(np.asarray(rgb), quality=95)
+        label = resize_nearest(label, *new)
+    label_bytes = encode_png(label.astype(fmt.label_dtype))
+    write_bytes_atomic(root / task.image_out, data)
+    write_bytes_atomic(root / task.label_out, label_bytes)
+    label_entry = _entry(label_bytes, task.dep_label)
+    if task.want_hist:
+        values, counts = np.unique(label, return_counts=True)
+        keep = values != fmt.ignore_index
+        label_entry["hist"] = {str(int(v)): int(c) for v, c in zip(values[keep], counts[keep])}
+    return ("ok", {task.image_out: _entry(data, task.dep_image), task.label_out: label_entry}, False)
+
+
+def run_parallel(fn: Callable, tasks: list, *, workers: int, desc: str, progress: bool,
+                 on_result: Callable[[object], None]) -> None:
+    """Apply ``fn`` to ``tasks`` in ``workers`` processes (inline if workers <= 1), with a bar."""
+    bar = tqdm(total=len(tasks), desc=desc, unit="file", disable=not progress, dynamic_ncols=True)
+    try:
+        if workers <= 1 or len(tasks) <= 1:
+            for t in tasks:
+                on_result(fn(t))
+                bar.update()
+            return
+        ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+        chunk = max(1, min(16, len(tasks) // (workers * 8)))
+        with ctx.Pool(workers) as pool:
+            for result in pool.imap_unordered(fn, tasks, chunksize=chunk):
+                on_result(result)
+                bar.update()
+    finally:
+        bar.close()
+
+
+class _Collector:
+    """Gathers worker results into the manifest, saving it now and then."""
+
+    def __init__(self, manifest: Manifest):
+        self.manifest, self.errors, self.done, self.skipped = manifest, [], 0, 0
+        self.last_save = time.monotonic()
+
+    def __call__(self, result) -> None:
+        if result[0] == "error":
+            self.errors.append(result[1])
+            return
+        _, entries, skipped = result
+        self.manifest.files.update(entries)
+        self.skipped += skipped
+        self.done += not skipped
+        if time.monotonic() - self.last_save > MANIFEST_SAVE_EVERY_S:
+            self.manifest.save()
+            self.last_save = time.monotonic()
+
+    def raise_if_failed(self, what: str) -> None:
+        if not self.errors:
+            return
+        self.manifest.save()
+        shown = "\n  ".join(self.errors[:MAX_REPORTED_ERRORS])
+        more = (f"\n  ... and {len(self.errors) - MAX_REPORTED_ERRORS} more"
+                if len(self.errors) > MAX_REPORTED_ERRORS else "")
+        raise DataError(f"{len(self.errors)} file(s) failed during {what}; the prepared root is "
+                        f"incomplete (no {META}):\n  {shown}{more}")
+
+
+def _remove_unexpected(root: Path, manifest: Manifest, expected: set[str],
+                       folders: Iterable[str]) -> int:
+    """Delete outputs (from an older run) that the current source no longer produces."""
+    n = 0
+    for folder in folders:
+        d = root / folder
+        if not d.is_dir():
+            continue
+        for p in d.rglob("*"):
+            rel = p.relative_to(root).as_posix()
+            if p.is_file() and rel not in expected:
+                p.unlink()
+                manifest.files.pop(rel, None)
+                n += 1
+    for rel in [r for r in manifest.files if r not in expected]:
+        del manifest.files[rel]
+    return n
+
+
+def default_workers() -> int:
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1))
+
+
+def prepare(dataset: str, src: str | Path, dst: str | Path, *, splits: Iterable[str] | None = None,
+            workers: int | None = None, progress: bool = True, topn_by: str = "pixels") -> dict:
+    """Prepare ``dataset`` from the official folder ``src`` into ``dst``; returns ``meta.json``'s dict."""
+    t0 = time.monotonic()
+    fmt = get_format(dataset)
+    spec = get_spec(dataset)
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    splits = tuple(splits) if splits else fmt.splits
+    for s in splits:
+        if s not in fmt.splits and not (dataset == "cityscapes" and s == "test"):
+            raise DataError(f"{dataset} has no split {s!r}; expected one of {fmt.splits}")
+    workers = default_workers() if workers is None else workers
+
+    fmt.check_layout(src)
+    samples = {s: fmt.list_samples(src, s) for s in splits}  # raises on unpaired files, empty splits
+
+    if src == dst or dst in src.parents:
+        raise DataError(f"--dst {dst} must not be inside --src {src}")
+    dst.mkdir(parents=True, exist_ok=True)
+    (dst / META).unlink(missing_ok=True)  # the root is incomplete from here until the end
+    remove_stale_temps(dst)
+    manifest = Manifest.load(dst, dataset)
+
+    tasks = []
+    for split, items in samples.items():
+        for smp in items:
+            image_out = f"images/{split}/{smp.stem}{fmt.image_ext}"
+            label_out = f"labels/{split}/{smp.stem}.png"
+            tasks.append(Task(dataset, str(dst), str(smp.image), str(smp.label), image_out, label_out,
+                              _dep(smp.image), _dep(smp.label), manifest.files.get(image_out),
+                              manifest.files.get(label_out),
+                              want_hist=dataset == "ade20k-full" and split == "train"))
+    expected = {t.image_out for t in tasks} | {t.label_out for t in tasks}
+    label_sets = {str(spec.num_classes): {"dir": "labels", "num_classes": spec.num_classes,
+                                          "full_train_ids": list(range(spec.num_classes))}}
+    if dataset == "ade20k-full":
+        expected |= {f"labels_top{n}/{t.label_out[len('labels/'):]}"
+                     for t in tasks for n in ranking_mod.SUBSET_SIZES}
+    folders = [f"{kind}/{s}" for s in fmt.splits + ("test",) for kind in ("images", "labels")]
+    folders += [f"labels_top{n}" for n in ranking_mod.SUBSET_SIZES]
+    removed = _remove_unexpected(dst, manifest, expected, folders)
+
+    collector = _Collector(manifest)
+    try:
+        run_parallel(convert_sample, tasks, workers=workers, desc=f"prepare {dataset}",
+                     progress=progress, on_result=collector)
+    except BaseException:
+        manifest.save()
+        raise
+    collector.raise_if_failed(f"preparation of {dataset}")
+    manifest.save()
+
+    ranking_info = None
+    if dataset == "ade20k-full":
+        ranking_info = ranking_mod.build_top_n(dst, manifest, splits, samples, by=topn_by,
+                                               workers=workers, progress=progress)
+        label_sets.update(ranking_info.pop("label_sets"))
+        manifest.save()
+
+    for split, items in samples.items():
+        write_bytes_atomic(dst / "splits" / f"{split}.txt",
+                           "".join(s.stem + "\n" for s in items).encode())
+    meta = {
+        "complete": True,
+        "dataset": dataset,
+        "num_classes": spec.num_classes,
+        "classes": list(spec.class_names),
+        "ignore_index": fmt.ignore_index,
+        "label_dtype": np.dtype(fmt.label_dtype).name,
+        "image_ext": fmt.image_ext,
+        "splits": {s: len(items) for s, items in samples.items()},
+        "label_sets": label_sets,
+        "ranking": ranking_info,
+        "source": str(src),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "protoseg_version": protoseg.__version__,
+        "converter_version": CONVERTER_VERSION,
+        "run": {"files_converted": collector.done, "files_skipped": collector.skipped,
+                "stale_files_removed": removed, "workers": workers,
+                "seconds": round(time.monotonic() - t0, 3)},
+    }
+    write_json_atomic(dst / META, meta)
+    return meta
