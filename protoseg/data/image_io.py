@@ -22,7 +22,7 @@ def decode_image(data: bytes, path: str | Path) -> Image.Image:
 
 def read_rgb(path: str | Path) -> np.ndarray:
     """An image file as uint8 RGB, HxWx3."""
-    return np.asarray(decode_image(Path(path).read_bytes(), path).convert("RGB"))
+    return np.array(decode_image(Path(path).read_bytes(), path).convert("RGB"))
 
 
 def read_label_png(path: str | Path, *, modes: tuple[str, ...] = ("L", "P", "I;16", "I")) -> np.ndarray:
@@ -30,7 +30,7 @@ def read_label_png(path: str | Path, *, modes: tuple[str, ...] = ("L", "P", "I;1
     img = decode_image(Path(path).read_bytes(), path)
     if img.mode not in modes:
         raise DataError(f"{path}: label image has mode {img.mode}, expected one of {modes}")
-    arr = np.asarray(img)
+    arr = np.array(img)
     if arr.ndim != 2:
         raise DataError(f"{path}: label image has shape {arr.shape}, expected a single channel")
     return arr

@@ -37,6 +37,7 @@ from protoseg.data.formats import get_format
 from protoseg.data.image_io import decode_image, encode_jpeg, encode_png
 from protoseg.data.manifest import Manifest, entry_is_valid
 from protoseg.data.specs import get_spec
+from protoseg.data.transforms import resize_nearest
 
 CONVERTER_VERSION = 1
 META = "meta.json"
@@ -75,13 +76,6 @@ def resized_shape(h: int, w: int, max_short: int) -> tuple[int, int] | None:
     return None
 
 
-def resize_nearest(label: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Nearest-neighbour resize as OpenCV's INTER_NEAREST (source index floor(dst * scale))."""
-    ys = np.minimum((np.arange(h) * (label.shape[0] / h)).astype(np.int64), label.shape[0] - 1)
-    xs = np.minimum((np.arange(w) * (label.shape[1] / w)).astype(np.int64), label.shape[1] - 1)
-    return label[ys[:, None], xs[None, :]]
-
-
 def _entry(data: bytes, dep: str) -> dict:
     return {"bytes": len(data), "sha256": sha256_bytes(data), "dep": dep}
 
@@ -113,7 +107,7 @@ def _convert_sample(task: Task):
     if new is not None:
         rgb = img.convert("RGB").resize((new[1], new[0]), Image.BILINEAR)
         data = encode_jpeg(np.asarray(rgb), quality=95)
-        label = resize_nearest(label, *new)
+        label = resize_nearest(label, new[1], new[0])
     label_bytes = encode_png(label.astype(fmt.label_dtype))
     write_bytes_atomic(root / task.image_out, data)
     write_bytes_atomic(root / task.label_out, label_bytes)

@@ -1,0 +1,127 @@
+"""``SegmentationDataset`` over a prepared root, and DDP-aware data loaders."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from protoseg.data.errors import DataError
+from protoseg.data.image_io import read_label_png, read_rgb
+
+
+def read_meta(root: str | Path) -> dict:
+    path = Path(root) / "meta.json"
+    if not path.is_file():
+        raise DataError(f"{root}: not a complete prepared root (meta.json missing); run "
+                        "`protoseg prepare` first")
+    meta = json.loads(path.read_text())
+    if not meta.get("complete"):
+        raise DataError(f"{path}: 'complete' is not true")
+    return meta
+
+
+class SegmentationDataset(Dataset):
+    """One split of a prepared root, through a pipeline ``(image, label, rng) -> dict``.
+
+    Items are the pipeline's dict plus ``stem`` and ``index``. The random generator of item ``i`` is
+    seeded by ``(seed, epoch, i)``: augmentation does not depend on worker count or order. Call
+    ``set_epoch`` (or ``set_loader_epoch``) at the start of each epoch.
+    """
+
+    def __init__(self, root: str | Path, split: str, pipeline: Callable, *, label_dir: str = "labels",
+                 seed: int = 0):
+        self.root, self.split, self.pipeline = Path(root), split, pipeline
+        self.meta = read_meta(root)
+        if split not in self.meta["splits"]:
+            raise DataError(f"{root}: no split {split!r}; prepared splits are {list(self.meta['splits'])}")
+        dirs = {s["dir"]: s for s in self.meta["label_sets"].values()}
+        if label_dir not in dirs:
+            raise DataError(f"{root}: no label set {label_dir!r}; available: {sorted(dirs)}")
+        self.label_dir, self.num_classes = label_dir, dirs[label_dir]["num_classes"]
+        self.ignore_index = int(self.meta["ignore_index"])
+        self.stems = (self.root / "splits" / f"{split}.txt").read_text().split()
+        if not self.stems:
+            raise DataError(f"{root}: split {split!r} is empty")
+        self.seed, self.epoch = seed, 0
+
+    @classmethod
+    def from_spec(cls, root: str | Path, spec, split: str | None = None, *, train: bool,
+                  seed: int = 0) -> "SegmentationDataset":
+        from protoseg.data.transforms import pipelines_from_spec
+
+        split = split or (spec.train_split if train else spec.eval_split)
+        return cls(root, split, pipelines_from_spec(spec, train=train), label_dir=spec.label_dir,
+                   seed=seed)
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 HxWx3 RGB image, int64 HxW label) of item ``i``, before the pipeline."""
+        stem = self.stems[i]
+        image = read_rgb(self.root / "images" / self.split / f"{stem}{self.meta['image_ext']}")
+        label = read_label_png(self.root / self.label_dir / self.split / f"{stem}.png").astype(np.int64)
+        return image, label
+
+    def __getitem__(self, i: int) -> dict:
+        image, label = self.load(i)
+        out = self.pipeline(image, label, np.random.default_rng([self.seed, self.epoch, i]))
+        out["stem"], out["index"] = self.stems[i], i
+        return out
+
+
+class ShardSampler(Sampler[int]):
+    """Evaluation sampler: rank r gets a contiguous shard, no index repeated (unlike
+    DistributedSampler, which pads with duplicates that would be counted twice in metrics)."""
+
+    def __init__(self, n: int, rank: int, world_size: int):
+        per = math.ceil(n / world_size)
+        self.indices = list(range(min(rank * per, n), min((rank + 1) * per, n)))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def collate_test(batch: list[dict]) -> dict:
+    """Test items differ in size: keep images and labels as lists."""
+    return {k: [b[k] for b in batch] for k in batch[0]}
+
+
+def build_loader(dataset: SegmentationDataset, *, batch_size: int, train: bool, num_workers: int = 2,
+                 seed: int = 0) -> DataLoader:
+    """A loader for training (shuffled, drop_last, DistributedSampler under DDP) or evaluation
+    (in order, every sample exactly once across ranks, list-collated)."""
+    distributed = dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    if train:
+        g = torch.Generator().manual_seed(seed)
+        sampler = (torch.utils.data.DistributedSampler(dataset, world, rank, shuffle=True, seed=seed,
+                                                       drop_last=True)
+                   if distributed else torch.utils.data.RandomSampler(dataset, generator=g))
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                          drop_last=True, pin_memory=torch.cuda.is_available(),
+                          persistent_workers=False)
+    return DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), rank, world),
+                      num_workers=num_workers, collate_fn=collate_test,
+                      pin_memory=torch.cuda.is_available())
+
+
+def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
+    """Reshuffle (DistributedSampler) and re-seed augmentation for a new epoch."""
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)
+    elif isinstance(loader.sampler, torch.utils.data.RandomSampler) and loader.sampler.generator is not None:
+        loader.sampler.generator.manual_seed(hash((loader.dataset.seed, epoch)) & 0x7FFFFFFF)
+    loader.dataset.set_epoch(epoch)

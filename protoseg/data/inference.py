@@ -1,0 +1,58 @@
+"""Whole-image and sliding-window inference (MMSegmentation's ``whole_inference`` /
+``slide_inference``), returning logits resized to the label resolution.
+
+``model_fn`` maps images ``[B, 3, h, w]`` to logits ``[B, C, h', w']`` (any output stride).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+ModelFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+@torch.no_grad()
+def whole_inference(model_fn: ModelFn, image: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+    """[B, 3, h, w] -> [B, C, *out_size]: logits upsampled to the input, then to ``out_size``."""
+    return resize_logits(resize_logits(model_fn(image), image.shape[-2:]), out_size)
+
+
+@torch.no_grad()
+def slide_inference(model_fn: ModelFn, image: torch.Tensor, num_classes: int, crop: tuple[int, int],
+                    stride: tuple[int, int], out_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Average the logits of overlapping ``crop`` windows taken every ``stride`` (the last window of
+    each row/column is shifted back to end at the border); then resize to ``out_size``."""
+    b, _, h, w = image.shape
+    (ch, cw), (sh, sw) = crop, stride
+    rows = max(h - ch + sh - 1, 0) // sh + 1
+    cols = max(w - cw + sw - 1, 0) // sw + 1
+    logits = image.new_zeros((b, num_classes, h, w))
+    count = image.new_zeros((1, 1, h, w))
+    for r in range(rows):
+        for c in range(cols):
+            y2, x2 = min(r * sh + ch, h), min(c * sw + cw, w)
+            y1, x1 = max(y2 - ch, 0), max(x2 - cw, 0)
+            window = image[:, :, y1:y2, x1:x2]
+            out = resize_logits(model_fn(window), window.shape[-2:])
+            if out.shape[1] != num_classes:
+                raise ValueError(f"model_fn returned {out.shape[1]} channels, expected {num_classes}")
+            logits[:, :, y1:y2, x1:x2] += out
+            count[:, :, y1:y2, x1:x2] += 1
+    logits = logits / count
+    return resize_logits(logits, out_size) if out_size is not None else logits
+
+
+def inference(model_fn: ModelFn, image: torch.Tensor, spec, out_size: tuple[int, int]) -> torch.Tensor:
+    """Dispatch on ``spec.test_mode`` ("whole" or "slide")."""
+    if spec.test_mode == "slide":
+        return slide_inference(model_fn, image, spec.num_classes, spec.slide_crop, spec.slide_stride,
+                               out_size)
+    return whole_inference(model_fn, image, out_size)
