@@ -57,15 +57,17 @@ def _rank_scene(rng, h, w, ranks, values, keys, n_bg: int, p_unlabelled: float,
 
 
 # ---- ADE20K (ADEChallengeData2016) ------------------------------------------------------------
-def make_ade20k(dst: Path, rng: np.random.Generator, n_train: int = 24, n_val: int = 8) -> dict:
+def make_ade20k(dst: Path, rng: np.random.Generator, n_train: int = 24, n_val: int = 8,
+                size: tuple[int, int] | None = None) -> dict:
+    """``size`` (h, w) fixes the image size (benchmarks); default: random 128-192 x 160-256."""
     rows = read_table("ade20k_150.tsv")
     values = [int(r["label_value"]) for r in rows]
     keys = [1000 + v for v in values]
     for split, official, prefix, n, total, guarantee in (
             ("train", "training", "ADE_train", n_train, 260, True),
             ("val", "validation", "ADE_val", n_val, 60, False)):
-        for i, ranks in enumerate(_allocate(rng, n, 150, total, 0.8, guarantee), start=1):
-            h, w = _size(rng)
+        for i, ranks in enumerate(_allocate(rng, n, 150, max(total, 8 * n), 0.8, guarantee), start=1):
+            h, w = size or _size(rng)
             regions = _rank_scene(rng, h, w, ranks, values, keys, 8, 0.5, 0)
             index = rasterise(regions, h, w)
             label = np.array([r.value for r in regions], dtype=np.uint8)[index]
@@ -245,8 +247,9 @@ MAKERS = {"ade20k": make_ade20k, "ade20k-full": make_ade20k_full, "cityscapes": 
           "coco-stuff-10k": make_coco_stuff_10k, "coco-stuff-164k": make_coco_stuff_164k}
 
 
-def make_mini(dataset: str, dst: str | Path, *, seed: int = 0) -> dict:
-    """Write the twin of ``dataset`` into ``dst`` (which must be empty or absent)."""
+def make_mini(dataset: str, dst: str | Path, *, seed: int = 0, **sizes) -> dict:
+    """Write the twin of ``dataset`` into ``dst`` (which must be empty or absent). ``sizes``
+    (``n_train``, ``n_val``; ``size`` for ade20k) override the defaults, for benchmarks."""
     if dataset not in MAKERS:
         raise DataError(f"unknown dataset {dataset!r}; expected one of {', '.join(TWINS)}")
     dst = Path(dst)
@@ -254,4 +257,4 @@ def make_mini(dataset: str, dst: str | Path, *, seed: int = 0) -> dict:
         raise DataError(f"--dst {dst} is not empty; make-mini writes into an empty folder")
     dst.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, TWINS.index(dataset)])
-    return MAKERS[dataset](dst, rng)
+    return MAKERS[dataset](dst, rng, **sizes)

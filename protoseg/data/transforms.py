@@ -68,28 +68,27 @@ def cat_max_ratio_crop(rng: np.random.Generator, label: np.ndarray, crop: tuple[
 
 # ---- photometric distortion (cv2's 8-bit HSV: H in [0, 180), S and V in [0, 255]) --------------
 def rgb_to_hsv(img: np.ndarray) -> np.ndarray:
+    """uint8 RGB -> float32 HSV with cv2's 8-bit ranges."""
     rgb = img.astype(np.float32)
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     v = rgb.max(-1)
     delta = v - rgb.min(-1)
-    s = np.where(v > 0, delta * 255.0 / np.maximum(v, 1e-6), 0.0)
-    safe = np.maximum(delta, 1e-6)
-    h = np.where(v == r, (g - b) / safe, np.where(v == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
-    h = np.where(delta > 0, (h * 30.0) % 180.0, 0.0)  # 60 degrees per sector, halved for 8-bit
+    s = delta * np.float32(255.0) / np.maximum(v, np.float32(1e-6))
+    safe = np.maximum(delta, np.float32(1e-6))
+    h = np.where(v == r, (g - b) / safe, np.where(v == g, (b - r) / safe + 2, (r - g) / safe + 4))
+    h = np.where(delta > 0, np.mod(h * np.float32(30.0), np.float32(180.0)), np.float32(0.0))
     return np.stack([h, s, v], axis=-1)
 
 
 def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
-    h, s, v = hsv[..., 0] / 30.0, hsv[..., 1] / 255.0, hsv[..., 2]
-    i = np.floor(h).astype(np.int64) % 6
-    f = h - np.floor(h)
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    choices = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
-    out = np.zeros(hsv.shape, dtype=np.float32)
-    for k, (r, g, b) in enumerate(choices):
-        m = i == k
-        out[..., 0][m], out[..., 1][m], out[..., 2][m] = r[m], g[m], b[m]
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+    """float HSV (cv2's 8-bit ranges) -> uint8 RGB, via f(n) = v - v*s*clip(min(k, 4-k), 0, 1),
+    k = (n + h/30) mod 6 for n = 5, 3, 1."""
+    h, s, v = hsv[..., 0] / np.float32(30.0), hsv[..., 1] / np.float32(255.0), hsv[..., 2]
+    out = np.empty(hsv.shape, dtype=np.float32)
+    for c, n in enumerate((5.0, 3.0, 1.0)):
+        k = np.mod(h + np.float32(n), np.float32(6.0))
+        out[..., c] = v - v * s * np.clip(np.minimum(k, 4 - k), 0, 1)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def _convert(x: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
@@ -107,13 +106,13 @@ def photometric_distortion(rng: np.random.Generator, img: np.ndarray, *, brightn
     contrast_first = bool(rng.integers(2))
     if contrast_first and rng.integers(2):
         img = _convert(img, alpha=rng.uniform(*contrast))
-    if rng.integers(2):
+    do_saturation, do_hue = bool(rng.integers(2)), bool(rng.integers(2))
+    if do_saturation or do_hue:  # one HSV round trip for both (MMSegmentation converts twice)
         hsv = rgb_to_hsv(img)
-        hsv[..., 1] = np.clip(np.trunc(hsv[..., 1]) * rng.uniform(*saturation), 0, 255)
-        img = hsv_to_rgb(hsv)
-    if rng.integers(2):
-        hsv = rgb_to_hsv(img)
-        hsv[..., 0] = (np.round(hsv[..., 0]) + int(rng.integers(-hue_delta, hue_delta))) % 180
+        if do_saturation:
+            hsv[..., 1] = np.clip(np.trunc(hsv[..., 1]) * rng.uniform(*saturation), 0, 255)
+        if do_hue:
+            hsv[..., 0] = (np.round(hsv[..., 0]) + int(rng.integers(-hue_delta, hue_delta))) % 180
         img = hsv_to_rgb(hsv)
     if not contrast_first and rng.integers(2):
         img = _convert(img, alpha=rng.uniform(*contrast))
