@@ -14,6 +14,7 @@ import protoseg
 # module path -> the subcommands it provides (imported lazily so `protoseg --help` stays fast)
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "protoseg.data.cli",
+    "protoseg.engine.cli",
 )
 
 

@@ -1,0 +1,11 @@
+"""Training engine: config, optimizer groups and schedule, checkpoints, the training loop, DDP,
+evaluation, prediction and MLflow logging (see docs/engine.md).
+
+- ``config``: ``RunConfig`` / ``load_config`` (typed sections, ``key=value`` overrides).
+- ``optim``: parameter groups, SGD/AdamW, poly schedule with linear warm-up.
+- ``checkpoint``: atomic checkpoints, ``find_resume`` (``--resume auto``).
+- ``train``: ``train(cfg, resume=...)``.
+- ``distributed``: torchrun/srun set-up, SyncBN.
+- ``evaluate`` / ``predict``: metrics files; overlays and nearest-prototype maps.
+- ``tracking``: ``log_runs`` (``protoseg log-mlflow``).
+"""

@@ -1,0 +1,128 @@
+"""Subcommands ``train``, ``evaluate``, ``predict`` and ``log-mlflow`` (registered in ``protoseg/cli.py``).
+
+Exit statuses: 0 done; 2 bad config, checkpoint or arguments; 3 a non-finite loss
+(``EXIT_NONFINITE``); 75 stopped by SIGUSR1/SIGTERM after writing a checkpoint (``EXIT_PREEMPTED``,
+retry with ``--resume auto``; inside SLURM the job was requeued).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .checkpoint import CheckpointError
+    from .config import ConfigError, load_config
+    from .train import EXIT_NONFINITE, EXIT_PREEMPTED, NonFiniteLossError, Preempted, train
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+        metrics = train(cfg, resume=args.resume)
+    except (ConfigError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_NONFINITE
+    except Preempted as err:
+        print(str(err), file=sys.stderr)
+        return EXIT_PREEMPTED
+    if metrics:
+        print(json.dumps({"run_dir": str(cfg.run_dir), "mIoU": metrics["mIoU"], "aAcc": metrics["aAcc"]}))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .predict import load_run
+
+    try:
+        run = load_run(args.checkpoint, args.overrides)
+        from .evaluate import build_eval_loader, evaluate_model, write_eval_outputs
+
+        split = args.split or run.spec.eval_split
+        loader = build_eval_loader(run.cfg.data.root, run.spec, split, num_workers=args.workers)
+        metrics = evaluate_model(run.model, loader, run.spec, device=run.device, progress=not args.quiet)
+        out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent.parent / f"eval_{split}"
+        path = write_eval_outputs(out, metrics, run.spec.class_names, extra={
+            "iteration": run.iteration, "split": split, "dataset": run.spec.name,
+            "checkpoint": str(args.checkpoint), "seed": run.cfg.run.seed})
+    except (ConfigError, CheckpointError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps({"metrics": str(path), "mIoU": metrics["mIoU"], "aAcc": metrics["aAcc"]}))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .predict import load_run, predict_images
+
+    try:
+        run = load_run(args.checkpoint, args.overrides)
+        written = predict_images(run, args.images, args.out, nearest=not args.no_nearest)
+    except (ConfigError, CheckpointError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps({"written": [str(p) for p in written]}))
+    return 0
+
+
+def _log_mlflow(args: argparse.Namespace) -> int:
+    from .tracking import TrackingError, log_runs
+
+    try:
+        results = log_runs(args.run_dirs, tracking_uri=args.tracking_uri, artifact_root=args.artifact_root)
+    except TrackingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    t = subparsers.add_parser(
+        "train", help="train a model from a config file (DDP under torchrun or srun)",
+        description="Train from --config with key=value overrides (e.g. train.iters=100 optim.lr=0.02). "
+                    "The resolved config is written to <run.output_dir>/<run.name>/config.yaml.")
+    t.add_argument("--config", help="YAML config (see docs/engine.md); omitted: all defaults")
+    t.add_argument("--resume", metavar="auto|CKPT",
+                   help="'auto': continue from the newest valid checkpoint of the run; or a checkpoint path")
+    t.add_argument("overrides", nargs="*", metavar="key=value")
+    t.set_defaults(func=_train)
+
+    e = subparsers.add_parser(
+        "evaluate", help="evaluate a checkpoint: metrics JSON, per-class IoU CSV, confusion matrix",
+        description="Whole-image or sliding-window inference (per dataset) over a split.")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--split", help="default: the dataset's evaluation split")
+    e.add_argument("--out", help="output folder (default: <run>/eval_<split>)")
+    e.add_argument("--workers", type=int, default=0, help="data loader workers")
+    e.add_argument("--quiet", action="store_true")
+    e.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, e.g. data.root=/elsewhere")
+    e.set_defaults(func=_evaluate)
+
+    p = subparsers.add_parser(
+        "predict", help="palette overlays and nearest-prototype maps for images",
+        description="Predict IMAGES with a checkpoint; writes <stem>_overlay.png, <stem>_pred.png and, "
+                    "for prototype heads, <stem>_prototypes.png (Fig. 3).")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--no-nearest", action="store_true", help="skip the nearest-prototype map")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="key=value")
+    p.set_defaults(func=_predict)
+
+    m = subparsers.add_parser(
+        "log-mlflow", help="log finished runs into MLflow (idempotent, safe to run concurrently)",
+        description="One MLflow run per (tracking.entry, seed) in the experiment tracking.experiment; "
+                    "runs already logged are skipped.")
+    m.add_argument("run_dirs", nargs="+")
+    m.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///<repo>/mlruns/mlflow.db")
+    m.add_argument("--artifact-root", help="default: <repo>/mlruns/artifacts")
+    m.set_defaults(func=_log_mlflow)

@@ -1,0 +1,299 @@
+"""The run configuration: typed sections, validation, ``key=value`` overrides, the resolved file.
+
+A config file (YAML) has five sections; every key is optional and has the default below::
+
+    run:      name, output_dir, seed
+    model:    the fields of ``protoseg.models.ModelConfig`` (``num_classes`` defaults to the dataset's)
+    data:     DataConfig  (dataset, root, mini, sizes overriding the recipe, loader workers)
+    optim:    OptimConfig (sgd | adamw, lr, weight decay, head lr multiplier, poly + warm-up)
+    train:    TrainConfig (iterations, global batch, accumulation, AMP, intervals, determinism)
+    tracking: TrackingConfig (MLflow experiment = paper table, row, column, paper value)
+
+``load_config(path, overrides)`` reads the file, applies overrides such as ``train.iters=100`` or
+``model.method.momentum=0.99`` (values parsed as YAML), and validates: an unknown key is an error
+listing the valid keys of its section. ``RunConfig.to_dict()`` is what ``train`` writes beside the run
+(``config.yaml``), with the model config resolved (every ``None`` default filled in).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key or the file."""
+
+
+@dataclass(frozen=True)
+class RunSection:
+    name: str = "run"  # folder name under output_dir
+    output_dir: str = "runs"
+    seed: int = 0  # rank r seeds python/numpy/torch with seed + r (model init uses seed on every rank)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "ade20k"  # a name of protoseg.data.specs.DATASETS
+    root: str = ""  # the prepared root (``protoseg prepare``)
+    mini: bool = False  # sizes of the miniature twins
+    top_n: int | None = None  # ade20k-full label set
+    crop_size: list[int] | None = None  # [h, w]; None: the recipe's
+    base_scale: list[int] | None = None  # [long, short]
+    ratio_range: list[float] | None = None
+    test_scale: list[int] | None = None  # [long, short]
+    test_mode: str | None = None  # whole | slide; None: the dataset's
+    photometric: bool = True
+    train_split: str | None = None
+    eval_split: str | None = None
+    num_workers: int = 2
+    eval_batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "sgd"  # sgd | adamw
+    lr: float = 0.01
+    momentum: float = 0.9  # sgd
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
+    weight_decay: float = 5e-4
+    no_decay_norm_pos: bool = True  # no weight decay on norm layers and position embeddings
+    head_lr_mult: float = 1.0  # lr multiplier of everything outside the backbone (SegFormer: 10)
+    poly_power: float = 0.9
+    min_lr: float = 1e-4
+    warmup_iters: int = 0  # linear warm-up
+    warmup_ratio: float = 1e-6  # lr factor at iteration 0 of the warm-up
+
+    @classmethod
+    def preset(cls, name: str) -> "OptimConfig":
+        """The paper's two recipes (shared/spec/recipes.md)."""
+        if name == "sgd":
+            return cls()
+        if name == "adamw":
+            return cls(name="adamw", lr=6e-5, weight_decay=0.01, head_lr_mult=10.0, poly_power=1.0,
+                       min_lr=0.0, warmup_iters=1500)
+        raise ConfigError(f"optim.name={name!r}: expected sgd or adamw")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iters: int = 80000
+    batch_size: int = 16  # GLOBAL batch: split over ranks and accumulation steps
+    grad_accum: int = 1
+    amp: str = "none"  # none | bf16 | fp16 (CUDA only; ignored with a warning on CPU)
+    deterministic: bool = False  # torch.use_deterministic_algorithms; bitwise resume on CPU
+    log_interval: int = 50  # train_log.jsonl rows and progress-bar refresh
+    val_interval: int = 0  # 0: validate only at the end
+    ckpt_interval: int = 1000
+    keep_ckpts: int = 3  # newest periodic checkpoints kept (0: all)
+    final_eval: bool = True
+    progress: bool = True
+    max_grad_norm: float = 0.0  # 0: no clipping
+    sync_bn: str = "auto"  # auto: SyncBN when world > 1 on CUDA | on | off
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    experiment: str = ""  # MLflow experiment (one per paper table), e.g. "table3"
+    entry: str = ""  # the table entry (one MLflow run per entry and seed)
+    table: str = ""
+    row: str = ""
+    column: str = ""
+    paper_value: float | None = None
+    metric: str = "mIoU"  # the metric compared with paper_value
+
+
+SECTIONS: dict[str, type] = {"run": RunSection, "data": DataConfig, "optim": OptimConfig,
+                             "train": TrainConfig, "tracking": TrackingConfig}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    run: RunSection
+    model: Any  # protoseg.models.ModelConfig (resolved)
+    data: DataConfig
+    optim: OptimConfig
+    train: TrainConfig
+    tracking: TrackingConfig
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run.output_dir) / self.run.name
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+        out["model"] = self.model.to_dict()
+        return {k: out[k] for k in ("run", "model", "data", "optim", "train", "tracking")}
+
+    def dump(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "<config>") -> "RunConfig":
+        """Validate a plain mapping. Missing keys take defaults; ``optim.name`` alone selects the
+        recipe preset (``adamw`` gives lr 6e-5, weight decay 0.01, head x10, warm-up 1500)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a mapping at the top level")
+        valid = ("run", "model", "data", "optim", "train", "tracking")
+        unknown = sorted(set(data) - set(valid))
+        if unknown:
+            raise ConfigError(f"{source}: unknown section(s) {unknown}; valid sections: {', '.join(valid)}")
+        sections: dict[str, Any] = {}
+        for name, kind in SECTIONS.items():
+            raw = data.get(name) or {}
+            base = OptimConfig.preset(raw.get("name", "sgd")) if kind is OptimConfig else kind()
+            sections[name] = _build(kind, raw, base, f"{source}: {name}")
+        sections["model"] = _model_config(data.get("model") or {}, sections["data"], source)
+        cfg = cls(**sections)
+        cfg.validate(source)
+        return cfg
+
+    def validate(self, source: str = "<config>") -> None:
+        o, t, d = self.optim, self.train, self.data
+        _require(o.name in ("sgd", "adamw"), source, "optim.name", o.name, "sgd or adamw")
+        _require(o.lr > 0, source, "optim.lr", o.lr, "> 0")
+        _require(o.weight_decay >= 0, source, "optim.weight_decay", o.weight_decay, ">= 0")
+        _require(o.warmup_iters >= 0, source, "optim.warmup_iters", o.warmup_iters, ">= 0")
+        _require(0 < o.warmup_ratio <= 1, source, "optim.warmup_ratio", o.warmup_ratio, "in (0, 1]")
+        _require(o.min_lr >= 0, source, "optim.min_lr", o.min_lr, ">= 0")
+        _require(t.iters >= 1, source, "train.iters", t.iters, ">= 1")
+        _require(t.batch_size >= 1, source, "train.batch_size", t.batch_size, ">= 1")
+        _require(t.grad_accum >= 1, source, "train.grad_accum", t.grad_accum, ">= 1")
+        _require(t.batch_size % t.grad_accum == 0, source, "train.batch_size", t.batch_size,
+                 f"a multiple of train.grad_accum={t.grad_accum}")
+        _require(t.amp in ("none", "bf16", "fp16"), source, "train.amp", t.amp, "none, bf16 or fp16")
+        _require(t.sync_bn in ("auto", "on", "off"), source, "train.sync_bn", t.sync_bn, "auto, on or off")
+        for key in ("log_interval", "ckpt_interval"):
+            _require(getattr(t, key) >= 1, source, f"train.{key}", getattr(t, key), ">= 1")
+        _require(t.val_interval >= 0, source, "train.val_interval", t.val_interval, ">= 0")
+        _require(d.test_mode in (None, "whole", "slide"), source, "data.test_mode", d.test_mode,
+                 "whole or slide")
+        _require(d.num_workers >= 0, source, "data.num_workers", d.num_workers, ">= 0")
+
+    def dataset_spec(self):
+        """The ``DatasetSpec`` of the data section, with its size overrides applied."""
+        from protoseg.data.specs import get_spec
+
+        d = self.data
+        spec = get_spec(d.dataset, top_n=d.top_n, mini=d.mini, root=d.root or None)
+        repl: dict[str, Any] = {}
+        for key in ("crop_size", "base_scale", "ratio_range", "test_scale"):
+            if getattr(d, key) is not None:
+                repl[key] = tuple(getattr(d, key))
+        for key in ("test_mode", "train_split", "eval_split"):
+            if getattr(d, key) is not None:
+                repl[key] = getattr(d, key)
+        return dataclasses.replace(spec, **repl) if repl else spec
+
+
+def _require(ok: bool, source: str, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{source}: {key}={value!r}: expected {expected}")
+
+
+def _build(kind: type, raw: Any, base: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {', '.join(fields)}")
+    values = {}
+    for key, value in raw.items():
+        default = getattr(base, key)
+        if value is not None and default is not None and not _same_kind(value, default):
+            raise ConfigError(f"{where}.{key}={value!r}: expected a {type(default).__name__} "
+                              f"like the default {default!r}")
+        values[key] = float(value) if isinstance(default, float) and isinstance(value, int) else value
+    return dataclasses.replace(base, **values)
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
+
+
+def _model_config(raw: Any, data: DataConfig, source: str):
+    from protoseg.models import ModelConfig
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: model: expected a mapping")
+    raw = dict(raw)
+    if "num_classes" not in raw:
+        try:
+            raw["num_classes"] = _dataset_num_classes(data)
+        except Exception as err:  # noqa: BLE001 - reported with the key that needs it
+            raise ConfigError(f"{source}: model.num_classes not given and the dataset's is unknown: {err}")
+    try:
+        return ModelConfig.from_dict(raw).resolved()
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{source}: model: {err}") from None
+
+
+def _dataset_num_classes(data: DataConfig) -> int:
+    from protoseg.data.specs import get_spec
+
+    return get_spec(data.dataset, top_n=data.top_n, root=data.root or None).num_classes
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.iters=100"`` -> (["train", "iters"], 100); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value, e.g. train.iters=100")
+    key, value = text.split("=", 1)
+    path = [p for p in key.strip().split(".")]
+    if len(path) < 2 or not all(path):
+        raise ConfigError(f"override {text!r}: the key must be section.key, e.g. optim.lr=0.02")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: value is not valid YAML: {err}") from None
+    return path, parsed
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each ``a.b.c=value`` into a copy of ``data`` (intermediate mappings are created; an unknown
+    key is caught by validation, which lists the valid ones)."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            elif not isinstance(nxt, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is not a section")
+            node = nxt
+        node[path[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read ``path`` (YAML; ``None``: all defaults), apply ``overrides``, validate."""
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if overrides:
+        source = f"{source} + overrides"
+    return RunConfig.from_dict(apply_overrides(data, list(overrides)), source=source)
