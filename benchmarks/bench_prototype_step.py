@@ -90,28 +90,35 @@ def median_time(fn, runs: int, device: str, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def _rss_mb() -> float:
+def _status_mb(field: str) -> float:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
-    return float("nan")
+    raise RuntimeError(f"/proc/self/status has no {field} (Linux only)")
 
 
 def measure_memory(impl: str, args) -> dict:
-    """Run in a fresh process: peak RSS of one step (CPU)."""
-    import resource
+    """Run in a fresh process: peak resident memory during one step (CPU, Linux).
+
+    The inputs are created first; then the peak (VmHWM) is reset through /proc/self/clear_refs, so
+    the reported peak is that of the step with its inputs resident, not of creating the inputs.
+    """
+    import gc
 
     torch.set_num_threads(args.threads)
     emb, protos, labels = make_inputs(args.pixels, args.dim, args.classes, args.k, "cpu")
     cfg = MethodConfig.for_variant("official", num_prototypes=args.k)
-    base = _rss_mb()
+    gc.collect()
+    base = _status_mb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak RSS counter
     with torch.no_grad():
         if impl == "loop":
             loop_step(emb, protos, labels)
         else:
             our_step(emb, protos, labels, cfg)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mb("VmHWM")
     return {"peak_mb": peak, "increase_mb": peak - base}
 
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from protoseg.method import segment_logsumexp, sinkhorn, sinkhorn_batched
+from protoseg.method.sinkhorn import _sinkhorn_direct, _sinkhorn_log
 
 
 def reference_sinkhorn(scores: torch.Tensor, iters: int = 3, epsilon: float = 0.05) -> torch.Tensor:
@@ -101,3 +102,16 @@ def test_rejects_zero_iterations():
     with pytest.raises(ValueError, match="iters=0"):
         sinkhorn(torch.rand(4, 2), iters=0)
 
+
+
+def test_direct_and_log_domain_paths_agree_and_fallback_is_taken():
+    torch.manual_seed(5)
+    labels = torch.randint(0, 4, (300,))
+    logits = (torch.rand(300, 6) * 2 - 1) / 0.05
+    pixels = torch.bincount(labels, minlength=4).float()[labels].unsqueeze(1)
+    direct = _sinkhorn_direct(logits, labels, 4, pixels, 3, False)
+    torch.testing.assert_close(direct, _sinkhorn_log(logits, labels, 4, pixels, 3, False), atol=1e-5, rtol=1e-4)
+    far = -torch.rand(300, 6) * 300 / 0.05  # un-normalised distances: exp underflows
+    assert _sinkhorn_direct(far, labels, 4, pixels, 3, False) is None
+    plan = sinkhorn_batched(far * 0.05, labels, 4)
+    torch.testing.assert_close(plan, _sinkhorn_log(far, labels, 4, pixels, 3, False))

@@ -1,9 +1,10 @@
 """Within-class online clustering: Sinkhorn-Knopp transport plans (Eqs. 8-10).
 
-Both functions work in the log domain in float32, whatever the input dtype: ``exp(cos / 0.05)``
-reaches e^20 and overflows fp16, and un-normalised distances (Table 5d) overflow even fp32 in the
-release's direct form. The result equals the release's ``distributed_sinkhorn`` (exp, normalise
-the prototype rows, then the pixel columns, ``iters`` times, times N) up to float rounding.
+Both work in float32 whatever the input dtype (``exp(cos / 0.05)`` reaches e^20 and overflows fp16),
+in the release's multiplicative form shifted per (class, prototype) so nothing overflows, and fall
+back to the log domain if anything underflows (un-normalised distances of Table 5d). The result
+equals the release's ``distributed_sinkhorn`` (exp, normalise the prototype rows, then the pixel
+columns, ``iters`` times, times N) up to float rounding.
 """
 from __future__ import annotations
 
@@ -45,19 +46,59 @@ def sinkhorn_batched(scores: Tensor, labels: Tensor, num_classes: int, iters: in
     global_ = distributed and dist.is_available() and dist.is_initialized()
     if n == 0 and not global_:
         return scores.new_zeros((0, k), dtype=torch.float32)
-    log_q = scores.float() / epsilon  # log of exp(P^T X / kappa), Eq. 10
+    logits = scores.float() / epsilon  # log of exp(P^T X / kappa), Eq. 10
     counts = torch.bincount(labels, minlength=num_classes)
     if global_:
         dist.all_reduce(counts)
-    counts = counts.clamp_min(1)
-    log_n = counts.float().log()[labels].unsqueeze(1)  # log N_c per pixel
-    log_k = math.log(k)
+    pixels = counts.clamp_min(1).float()[labels].unsqueeze(1)  # N_c per pixel
+    plan = _sinkhorn_direct(logits, labels, num_classes, pixels, iters, global_)
+    if plan is None:  # exp underflowed (similarities far outside [-1, 1]): exact log-domain path
+        plan = _sinkhorn_log(logits, labels, num_classes, pixels, iters, global_)
+    return plan
+
+
+def _sinkhorn_direct(logits: Tensor, labels: Tensor, num_classes: int, pixels: Tensor, iters: int,
+                     global_: bool) -> Tensor | None:
+    """The release's multiplicative form, shifted per (class, prototype) so nothing overflows.
+
+    A per-prototype factor cancels in the first prototype normalisation, so the shift is exact
+    (a per-pixel shift would not be, at a finite number of iterations). Returns None on underflow.
+    """
+    k = logits.shape[1]
+    peak = _segment_max(logits, labels, num_classes, global_)
+    q = (logits - peak[labels]).exp_()
     for _ in range(iters):
-        # prototypes (rows of L^c) each receive 1/K of the class's mass: diag(u)
+        mass = q.new_zeros(num_classes, k).index_add_(0, labels, q)  # per-prototype mass
+        if global_:
+            dist.all_reduce(mass)
+        q /= mass.clamp_min_(torch.finfo(q.dtype).tiny)[labels] * k  # diag(u): prototypes get 1/K
+        row = q.sum(1, keepdim=True)
+        underflow = (row == 0).any().to(torch.int32)
+        if global_:  # every rank must take the same path, or the collectives desynchronise
+            dist.all_reduce(underflow, op=dist.ReduceOp.MAX)
+        if bool(underflow):
+            return None
+        q /= row * pixels  # diag(v): pixels carry 1/N_c
+    return q.mul_(pixels)  # times N_c: each pixel's row sums to 1
+
+
+def _sinkhorn_log(logits: Tensor, labels: Tensor, num_classes: int, pixels: Tensor, iters: int,
+                  global_: bool) -> Tensor:
+    log_q, log_n, log_k = logits, pixels.log(), math.log(logits.shape[1])
+    for _ in range(iters):
         log_q = log_q - segment_logsumexp(log_q, labels, num_classes, global_)[labels] - log_k
-        # pixels (columns of L^c) each carry 1/N_c: diag(v)
         log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) - log_n
-    return (log_q + log_n).exp()  # times N_c: each pixel's row sums to 1
+    return (log_q + log_n).exp()
+
+
+def _segment_max(values: Tensor, segments: Tensor, num_segments: int, all_ranks: bool) -> Tensor:
+    """``[num_segments, K]`` max per segment; 0 for an empty one."""
+    index = segments.unsqueeze(1).expand(-1, values.shape[1])
+    peak = values.new_full((num_segments, values.shape[1]), float("-inf"))
+    peak = peak.scatter_reduce(0, index, values, reduce="amax", include_self=True)
+    if all_ranks:
+        dist.all_reduce(peak, op=dist.ReduceOp.MAX)
+    return torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
 
 
 def segment_logsumexp(values: Tensor, segments: Tensor, num_segments: int, all_ranks: bool = False) -> Tensor:
@@ -70,14 +111,9 @@ def segment_logsumexp(values: Tensor, segments: Tensor, num_segments: int, all_r
     Returns:
         ``[num_segments, K]``.
     """
-    k = values.shape[1]
-    index = segments.unsqueeze(1).expand(-1, k)
-    peak = values.new_full((num_segments, k), float("-inf"))
-    peak = peak.scatter_reduce(0, index, values, reduce="amax", include_self=True)
-    if all_ranks:
-        dist.all_reduce(peak, op=dist.ReduceOp.MAX)
-    peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
-    total = values.new_zeros((num_segments, k)).index_add_(0, segments, (values - peak[segments]).exp())
+    peak = _segment_max(values, segments, num_segments, all_ranks)
+    total = values.new_zeros(num_segments, values.shape[1])
+    total = total.index_add_(0, segments, (values - peak[segments]).exp())
     if all_ranks:
         dist.all_reduce(total)
     return peak + total.log()

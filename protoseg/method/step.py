@@ -47,8 +47,10 @@ def prototype_learning(scores: PrototypeScores, embeddings: Tensor, labels: Tens
     with torch.no_grad():
         if global_sinkhorn or bool(valid.any()):
             vc = classes[valid]
-            # class-major order: the release draws its Gumbel noise class by class, in pixel order
-            order = torch.argsort(vc, stable=True)
+            order = torch.arange(len(vc), device=vc.device)
+            if config.update_assignment == "gumbel":
+                # class-major order: the release draws its Gumbel noise class by class, in pixel order
+                order = torch.argsort(vc, stable=True)
             if k == 1:  # Table 5b's K = 1: the class mean, assigned by ground truth, no clustering
                 plan = torch.ones(len(vc), 1, device=vc.device)
             else:

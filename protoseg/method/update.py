@@ -43,11 +43,11 @@ def momentum_update(prototypes: Tensor, embeddings: Tensor, labels: Tensor, assi
     """
     num_classes, k, d = prototypes.shape
     emb = embeddings.detach().float()
-    if mask is not None:
-        emb, labels, assignments = emb[mask], labels[mask], assignments[mask]
     index = labels.long() * k + assignments.long()
-    sums = emb.new_zeros(num_classes * k, d).index_add_(0, index, emb)
-    counts = torch.bincount(index, minlength=num_classes * k).to(emb.dtype)
+    if mask is not None:  # excluded pixels go to a discard row: no [N, D] copy of the kept ones
+        index = torch.where(mask, index, torch.full_like(index, num_classes * k))
+    sums = emb.new_zeros(num_classes * k + 1, d).index_add_(0, index, emb)[:-1]
+    counts = torch.bincount(index, minlength=num_classes * k + 1)[:-1].to(emb.dtype)
     if reduce_sums and dist.is_available() and dist.is_initialized():
         dist.all_reduce(sums)
         dist.all_reduce(counts)
