@@ -16,7 +16,7 @@ DECODER_NAMES: tuple[str, ...] = ("fcn", "hrnet", "mlp", "upernet")
 
 # backbone family -> decoder that reproduces the paper's row (Swin: see docs/models.md, the 90.6M finding)
 DEFAULT_DECODER: dict[str, str] = {"resnet": "fcn", "hrnet": "hrnet", "swin": "mlp", "mit": "mlp"}
-SMALL_BACKBONES: frozenset[str] = frozenset({"resnet18", "mit_b0", "mit_b1"})
+SMALL_BACKBONES: frozenset[str] = frozenset({"resnet18", "hrnet_w18_small", "mit_b0", "mit_b1"})
 
 
 @dataclass(frozen=True)
@@ -32,13 +32,13 @@ class ModelConfig:
             class) or ``prototype`` (the paper's nonparametric head).
         decoder: ``fcn`` | ``hrnet`` | ``mlp`` | ``upernet``; ``None``: the paper's (ResNet fcn, HRNet
             hrnet, Swin and MiT mlp).
-        decoder_channels: D; ``None``: fcn 512 (128 on ResNet-18), hrnet sum of branches (720 for W48),
-            mlp 768 (256 on MiT-B0/B1), upernet 512.
+        decoder_channels: D; ``None``: fcn 512 (128 on ResNet-18 and HRNet-W18-small), hrnet sum of branches (720 for W48),
+            mlp 768 (256 on MiT-B0/B1 and HRNet-W18-small), upernet 512.
         dropout: dropout before the head (Dropout2d); HRNet's concat head has none in MMSeg, so
             ``None`` means 0.1 except 0.0 for the hrnet decoder.
         aux_head: auxiliary FCN head on stage 3 with its own softmax classifier, training only;
             ``None``: on for the fcn and upernet decoders (MMSeg), off otherwise.
-        aux_channels: its width; ``None``: 256 (64 on ResNet-18).
+        aux_channels: its width; ``None``: 256 (64 on ResNet-18 and HRNet-W18-small).
         aux_loss_weight: its loss weight (0.4), read by the training engine.
         num_prototypes: K for ``learnable_prototypes`` and ``prototype``.
         method_variant: ``paper`` or ``official`` preset of the prototype head (``MethodConfig``).

@@ -73,8 +73,11 @@ def _from_local(config: SegformerConfig, path: Path) -> SegformerModel:
     state = {k.removeprefix("segformer."): v for k, v in state.items()
              if not k.startswith(("decode_head.", "classifier."))}
     model = SegformerModel(config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    fits = f"{path} does not fit MiT (depths {config.depths}, dims {config.hidden_sizes})"
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise ValueError(f"{fits}: {str(err).splitlines()[1].strip()}") from err
     if missing or unexpected:
-        raise ValueError(f"{path} does not fit MiT ({config.depths}, {config.hidden_sizes}): "
-                         f"missing keys {missing[:5]}..., unexpected keys {unexpected[:5]}...")
+        raise ValueError(f"{fits}: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
     return model
