@@ -58,8 +58,8 @@ def test_prepare_and_check(prepared, name):
         assert len(list((dst / "labels" / split).iterdir())) == n
         assert len((dst / "splits" / f"{split}.txt").read_text().split()) == n
     manifest = json.loads((dst / "manifest.json").read_text())
-    assert len(manifest["files"]) == 2 * sum(SPLITS[name].values()) * (1 if name != "ade20k-full" else 1) + (
-        4 * sum(SPLITS[name].values()) if name == "ade20k-full" else 0)
+    label_sets = 5 if name == "ade20k-full" else 1  # labels/ and labels_top{150,300,500,700}/
+    assert len(manifest["files"]) == (1 + label_sets) * sum(SPLITS[name].values())
     # labels: train ids, ignore, and every prepared label in range
     ignore = meta["ignore_index"]
     seen = set()
