@@ -135,3 +135,21 @@ def test_sigusr1_writes_checkpoint_and_exits_with_retry_status_and_requeues_in_s
     ck = ckpt_lib.load_checkpoint(cks[0])
     assert ck["iteration"] >= 1
     assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
+
+
+def test_evaluate_and_predict_commands(root, tmp_path):
+    from protoseg.cli import main
+
+    cfg = RunConfig.from_dict(tiny_config(root, tmp_path, train={"iters": 2, "final_eval": False}))
+    train(cfg)
+    ckpt = tmp_path / "run" / "checkpoints" / "final.pt"
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--quiet"]) == 0
+    out = tmp_path / "run" / "eval_val"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "val" and metrics["iteration"] == 2 and 0 <= metrics["mIoU"] <= 1
+    assert (out / "per_class_iou.csv").is_file() and (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    images = sorted((root / "images" / "val").iterdir())[:2]
+    assert main(["predict", "--checkpoint", str(ckpt), "--out", str(tmp_path / "pred"), *map(str, images)]) == 0
+    names = sorted(p.name for p in (tmp_path / "pred").iterdir())
+    assert len(names) == 6 and sum(n.endswith("_prototypes.png") for n in names) == 2
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "nope.pt")]) == 2

@@ -92,7 +92,7 @@ class TrainConfig:
     final_eval: bool = True
     progress: bool = True
     max_grad_norm: float = 0.0  # 0: no clipping
-    sync_bn: str = "auto"  # auto: SyncBN when world > 1 on CUDA | on | off
+    sync_bn: str = "auto"  # auto: synchronised BN when world > 1 (CUDA SyncBatchNorm; gloo CPUSyncBatchNorm) | on | off
 
 
 @dataclass(frozen=True)

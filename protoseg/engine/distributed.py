@@ -73,15 +73,58 @@ def has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
+class CPUSyncBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics are all-reduced over ranks with the differentiable
+    ``torch.distributed.nn.functional.all_reduce`` (gloo): torch's SyncBatchNorm has no CPU kernel.
+    Equals BatchNorm over the global batch up to float rounding."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        c = x.shape[1]
+        xf = x.float()
+        local = torch.cat([xf.sum(dim=(0, 2, 3)), (xf * xf).sum(dim=(0, 2, 3)),
+                           xf.new_tensor([xf.numel() / c])])
+        stats = all_reduce(local)
+        n = stats[-1]
+        mean = stats[:c] / n
+        var = (stats[c:2 * c] / n - mean * mean).clamp(min=0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.mul_(1 - m).add_(m * mean.detach())
+                self.running_var.mul_(1 - m).add_(m * var.detach() * n / (n - 1).clamp(min=1))
+        y = (xf - mean.view(1, c, 1, 1)) * torch.rsqrt(var.view(1, c, 1, 1) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
+        return y.to(x.dtype)
+
+
+def convert_cpu_sync_bn(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm2d by a ``CPUSyncBatchNorm`` holding the same parameters and buffers."""
+    if isinstance(module, nn.BatchNorm2d) and not isinstance(module, CPUSyncBatchNorm):
+        new = CPUSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                               module.track_running_stats)
+        new.load_state_dict(module.state_dict())
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        module.add_module(name, convert_cpu_sync_bn(child))
+    return module
+
+
 def maybe_sync_bn(model: nn.Module, info: DistInfo, mode: str = "auto") -> tuple[nn.Module, bool]:
-    """SyncBN for multi-GPU runs of models with BatchNorm (``mode`` auto: CUDA and world > 1; on;
-    off). torch's SyncBatchNorm needs CUDA, so ``on`` without CUDA is an error."""
-    want = mode == "on" or (mode == "auto" and info.distributed and info.device.type == "cuda")
+    """Synchronised BatchNorm for multi-process runs of models with BatchNorm (``mode`` auto: when
+    world > 1; on; off): torch's SyncBatchNorm on CUDA, ``CPUSyncBatchNorm`` (gloo) on CPU."""
+    want = mode == "on" or (mode == "auto" and info.distributed)
     if not want or not has_batchnorm(model):
         return model, False
-    if info.device.type != "cuda":
-        raise RuntimeError("train.sync_bn=on needs CUDA (torch.nn.SyncBatchNorm has no CPU kernel)")
-    return nn.SyncBatchNorm.convert_sync_batchnorm(model), True
+    if info.device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model), True
+    return convert_cpu_sync_bn(model), True
 
 
 def all_reduce_max(value: float, info: DistInfo) -> float:
