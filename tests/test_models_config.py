@@ -34,6 +34,19 @@ def test_family_specific_options_are_rejected_elsewhere() -> None:
         build_model(backbone="resnet18", drop_path_rate=0.2)
 
 
+def test_hrnet_decoder_kernel_switch() -> None:
+    """The official release's 3x3 cls_head: 720 x 720 x 9 weights instead of 720 x 720."""
+    from protoseg.models.params import count_config_parameters
+
+    one = count_config_parameters(ModelConfig(backbone="hrnet_w48"))
+    three = count_config_parameters(ModelConfig(backbone="hrnet_w48", decoder_kernel_size=3, dropout=0.1))
+    assert three - one == 720 * 720 * 8
+    with pytest.raises(ValueError, match="decoder_kernel_size=3 applies to the hrnet decoder only"):
+        build_model(backbone="mit_b0", decoder_kernel_size=3)
+    with pytest.raises(ValueError, match="decoder_kernel_size=2: expected an odd size"):
+        ModelConfig(decoder_kernel_size=2)
+
+
 def test_from_dict_rejects_unknown_keys_and_reads_method() -> None:
     with pytest.raises(ValueError, match=r"unknown ModelConfig key\(s\) \['backbon'\]"):
         ModelConfig.from_dict({"backbon": "mit_b0"})

@@ -41,11 +41,15 @@ def build_model(config: ModelConfig | None = None, **overrides: Any) -> Segmenta
 def build_decoder(cfg: ModelConfig, backbone: Backbone) -> nn.Module:
     """The decoder of a resolved config, fitted to ``backbone.out_channels``."""
     chans = backbone.out_channels
+    if cfg.decoder_kernel_size is not None and cfg.decoder != "hrnet":
+        raise ValueError(f"ModelConfig.decoder_kernel_size={cfg.decoder_kernel_size!r} applies to the hrnet "
+                         f"decoder only, not decoder={cfg.decoder!r}")
     if cfg.decoder == "fcn":
         return FCNDecoder(in_channels=chans[-1], channels=cfg.decoder_channels, in_index=-1, num_convs=2,
                           concat_input=True, dropout=cfg.dropout)
     if cfg.decoder == "hrnet":
-        return HRNetConcatDecoder(in_channels=chans, channels=cfg.decoder_channels, dropout=cfg.dropout,
+        return HRNetConcatDecoder(in_channels=chans, channels=cfg.decoder_channels,
+                                  kernel_size=cfg.decoder_kernel_size, dropout=cfg.dropout,
                                   align_corners=cfg.align_corners)
     if cfg.decoder == "mlp":
         return MLPDecoder(in_channels=chans, channels=cfg.decoder_channels, dropout=cfg.dropout,

@@ -34,6 +34,8 @@ class ModelConfig:
             hrnet, Swin and MiT mlp).
         decoder_channels: D; ``None``: fcn 512 (128 on ResNet-18 and HRNet-W18-small), hrnet sum of branches (720 for W48),
             mlp 768 (256 on MiT-B0/B1 and HRNet-W18-small), upernet 512.
+        decoder_kernel_size: the hrnet decoder's conv; ``None``: 1 (MMSeg's ``fcn_hr48``, 65.9M); the
+            official ProtoSeg release uses 3 (and dropout 0.1). Other decoders have fixed kernels.
         dropout: dropout before the head (Dropout2d); HRNet's concat head has none in MMSeg, so
             ``None`` means 0.1 except 0.0 for the hrnet decoder.
         aux_head: auxiliary FCN head on stage 3 with its own softmax classifier, training only;
@@ -55,6 +57,7 @@ class ModelConfig:
     head: str = "softmax"
     decoder: str | None = None
     decoder_channels: int | None = None
+    decoder_kernel_size: int | None = None
     dropout: float | None = None
     aux_head: bool | None = None
     aux_channels: int | None = None
@@ -77,13 +80,15 @@ class ModelConfig:
         _choice("method_variant", self.method_variant, ("paper", "official"))
         _positive("num_classes", self.num_classes)
         _positive("num_prototypes", self.num_prototypes)
-        for key in ("decoder_channels", "aux_channels", "window_size"):
+        for key in ("decoder_channels", "decoder_kernel_size", "aux_channels", "window_size"):
             if getattr(self, key) is not None:
                 _positive(key, getattr(self, key))
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ModelConfig.dropout={self.dropout!r}: expected a value in [0, 1)")
         if self.aux_loss_weight < 0:
             raise ValueError(f"ModelConfig.aux_loss_weight={self.aux_loss_weight!r}: expected >= 0")
+        if self.decoder_kernel_size is not None and self.decoder_kernel_size % 2 == 0:
+            raise ValueError(f"ModelConfig.decoder_kernel_size={self.decoder_kernel_size!r}: expected an odd size")
         if self.method is not None:
             if not isinstance(self.method, MethodConfig):
                 raise TypeError(f"ModelConfig.method: expected a MethodConfig, got {type(self.method).__name__}")
@@ -112,6 +117,7 @@ class ModelConfig:
             method = MethodConfig.for_variant(self.method_variant, num_prototypes=self.num_prototypes)
         return dataclasses.replace(
             self, decoder=decoder, decoder_channels=channels,
+            decoder_kernel_size=(self.decoder_kernel_size or 1) if decoder == "hrnet" else self.decoder_kernel_size,
             dropout=self.dropout if self.dropout is not None else (0.0 if decoder == "hrnet" else 0.1),
             aux_head=aux, aux_channels=(self.aux_channels or (64 if small else 256)) if aux else self.aux_channels,
             method=method,
