@@ -10,12 +10,12 @@ import torch
 from engine_helpers import REPO, cli_env, make_root, run_cli, tiny_config, write_config
 from protoseg.engine.checkpoint import load_checkpoint
 
-# Stated tolerance: the weight UPDATES (final - initial) of the two runs agree to 15% in norm (measured
-# 10% after 3 SGD iterations). They are not equal because, as in MMSegmentation, each rank's losses
-# are means over ITS labelled pixels and DDP averages the ranks' gradients, while 1 process takes one
-# mean over the global batch: ranks with more ignored pixels weigh more. BN (CPUSyncBatchNorm) and
-# the prototype statistics are all-reduced and agree up to summation order.
-REL_TOL = 0.15
+# Stated tolerance: the weight UPDATES (final - initial) of the two runs agree to 1e-4 relative (measured
+# 1.6e-6 after 3 SGD iterations; the prototypes to 1e-8): with train.loss_reduction="global" (default)
+# each rank's loss means are weighted by its share of the global labelled pixels, BN statistics
+# (CPUSyncBatchNorm) and the prototype statistics are all-reduced, so only summation order differs.
+# (With loss_reduction="per_rank", MMSegmentation's convention, the updates differed by about 10%.)
+REL_TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -51,4 +51,4 @@ def test_torchrun_two_processes_match_one_process(root, tmp_path):
     assert d1.norm() > 0
     assert (d2 - d1).norm() / d1.norm() < REL_TOL
     p1_, p2_ = w1["head.prototypes"].double(), w2["head.prototypes"].double()
-    assert (p2_ - p1_).norm() / p1_.norm() < 1e-4
+    assert (p2_ - p1_).norm() / p1_.norm() < 1e-6

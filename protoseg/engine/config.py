@@ -92,6 +92,10 @@ class TrainConfig:
     final_eval: bool = True
     progress: bool = True
     max_grad_norm: float = 0.0  # 0: no clipping
+    # global: each rank's loss means are reweighted by its share of the global labelled pixels, so the
+    # DDP gradient equals one process's on the global batch (independent of the GPU count);
+    # per_rank: each rank averages over its own pixels, as MMSegmentation and the release do
+    loss_reduction: str = "global"
     sync_bn: str = "auto"  # auto: synchronised BN when world > 1 (CUDA SyncBatchNorm; gloo CPUSyncBatchNorm) | on | off
 
 
@@ -165,6 +169,8 @@ class RunConfig:
         _require(t.batch_size % t.grad_accum == 0, source, "train.batch_size", t.batch_size,
                  f"a multiple of train.grad_accum={t.grad_accum}")
         _require(t.amp in ("none", "bf16", "fp16"), source, "train.amp", t.amp, "none, bf16 or fp16")
+        _require(t.loss_reduction in ("global", "per_rank"), source, "train.loss_reduction",
+                 t.loss_reduction, "global or per_rank")
         _require(t.sync_bn in ("auto", "on", "off"), source, "train.sync_bn", t.sync_bn, "auto, on or off")
         for key in ("log_interval", "ckpt_interval"):
             _require(getattr(t, key) >= 1, source, f"train.{key}", getattr(t, key), ">= 1")

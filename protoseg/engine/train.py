@@ -125,15 +125,29 @@ def seed_all(seed: int) -> None:
 
 
 def compute_losses(out, labels: torch.Tensor, *, ignore_index: int, aux_weight: float,
-                   align_corners: bool = False) -> dict[str, torch.Tensor]:
+                   align_corners: bool = False, reduction: str = "per_rank",
+                   info: DistInfo | None = None) -> dict[str, torch.Tensor]:
     """Eq. 13 of the head (``ce``, ``ppc``, ``ppd``) plus ``aux`` (weight 0.4 in the recipes) and
-    ``total``."""
+    ``total``. The logged terms are this rank's means; with ``reduction="global"`` under DDP the
+    ``total`` weighs each rank's means by its share of the global labelled pixels (one all-reduce),
+    so that DDP's gradient average equals the gradient of one process on the global batch."""
     from protoseg.heads import segmentation_loss
 
     terms = segmentation_loss(out.head, labels, ignore_index=ignore_index, align_corners=align_corners)
+    weights = {"ce": 1.0, **out.head.loss_weights}
     if out.aux_logits is not None:
         terms["aux"] = ce_loss(out.aux_logits, labels, ignore_index=ignore_index, align_corners=align_corners)
-        terms["total"] = terms["total"] + aux_weight * terms["aux"]
+        weights["aux"] = aux_weight
+    scale: dict[str, torch.Tensor | float] = {name: 1.0 for name in weights}
+    if reduction == "global" and info is not None and info.distributed:
+        labelled = (labels != ignore_index).sum()
+        counts = {"ce": labelled, "aux": labelled, **out.head.loss_pixels}
+        names = list(weights)
+        local = torch.stack([counts[n].detach().float() for n in names])
+        total = local.clone()
+        dist.all_reduce(total)
+        scale = dict(zip(names, local * info.world_size / total.clamp_min(1)))
+    terms["total"] = sum(weights[n] * scale[n] * terms[n] for n in weights)
     return terms
 
 
@@ -387,7 +401,8 @@ def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model) -> d
                         out = model(images, labels)
                         terms = compute_losses(out, labels, ignore_index=spec.ignore_index,
                                                aux_weight=cfg.model.aux_loss_weight,
-                                               align_corners=cfg.model.align_corners)
+                                               align_corners=cfg.model.align_corners,
+                                               reduction=t_cfg.loss_reduction, info=info)
                     bad = _first_nonfinite(terms, info)
                     if bad is not None:
                         raise NonFiniteLossError(it, bad, float(terms[bad].detach().float().mean()))

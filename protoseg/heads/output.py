@@ -15,6 +15,7 @@ class HeadOutput:
     logits: Tensor  # [B, C, h, w]
     losses: dict[str, Tensor] = field(default_factory=dict)  # unweighted extra terms (ppc, ppd)
     loss_weights: dict[str, float] = field(default_factory=dict)  # their weights (lambda_1, lambda_2)
+    loss_pixels: dict[str, Tensor] = field(default_factory=dict)  # pixels each extra term averages over
     embeddings: Tensor | None = None  # [B, D, h, w] pixel embeddings (prototype head)
     proto_target: Tensor | None = None  # [B, h, w] assigned prototype within the class (training)
 

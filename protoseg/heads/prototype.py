@@ -96,6 +96,8 @@ class PrototypeHead(nn.Module):
                 self.prototypes.copy_(step.prototypes)
             out.losses = {"ppc": step.ppc, "ppd": step.ppd}
             out.loss_weights = {"ppc": cfg.ppc_weight, "ppd": cfg.ppd_weight}
+            labelled = step.valid.sum()
+            out.loss_pixels = {"ppc": labelled, "ppd": labelled}
             out.proto_target = step.target.view(b, h, w)
         return out
 
