@@ -76,6 +76,10 @@ def test_upernet_gets_the_auxiliary_head_and_switches_are_explicit() -> None:
     assert ModelConfig(backbone="resnet101", aux_head=False).resolved().aux_head is False
     cfg = ModelConfig(backbone="mit_b2", head="prototype", method_variant="official", num_prototypes=4).resolved()
     assert cfg.method == MethodConfig.for_variant("official", num_prototypes=4)
+    assert cfg.align_corners is True  # the release upsamples with align_corners=True
+    assert ModelConfig(backbone="mit_b2", head="prototype").resolved().align_corners is False
+    assert ModelConfig(backbone="mit_b2", head="prototype", method_variant="official",
+                       align_corners=False).resolved().align_corners is False
 
 
 def test_build_model_keeps_resolved_config_and_accepts_overrides() -> None:

@@ -49,7 +49,9 @@ class ModelConfig:
             (needs network); otherwise a local checkpoint path.
         window_size: Swin only; ``None``: 7 (see docs/models.md: 12 adds 0.14M of position tables).
         drop_path_rate: Swin (default 0.3) and MiT (default 0.1) only.
-        align_corners: bilinear upsampling mode inside decoders and for predictions.
+        align_corners: bilinear upsampling mode inside decoders, for predictions and (read by the
+            engine) for the losses; ``None``: the prototype head's ``method.align_corners`` (True for
+            the official variant, as the release), else False (MMSeg).
     """
 
     backbone: str = "mit_b2"
@@ -68,7 +70,7 @@ class ModelConfig:
     pretrained: str | None = None
     window_size: int | None = None
     drop_path_rate: float | None = None
-    align_corners: bool = False
+    align_corners: bool | None = None
 
     def __post_init__(self) -> None:
         from .backbones import BACKBONES  # late: the backbones import timm
@@ -121,6 +123,8 @@ class ModelConfig:
             dropout=self.dropout if self.dropout is not None else (0.0 if decoder == "hrnet" else 0.1),
             aux_head=aux, aux_channels=(self.aux_channels or (64 if small else 256)) if aux else self.aux_channels,
             method=method,
+            align_corners=(self.align_corners if self.align_corners is not None
+                           else bool(method is not None and self.head == "prototype" and method.align_corners)),
             window_size=(self.window_size or 7) if family == "swin" else self.window_size,
             drop_path_rate=(self.drop_path_rate if self.drop_path_rate is not None
                             else {"swin": 0.3, "mit": 0.1}.get(family)),
