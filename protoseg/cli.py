@@ -15,6 +15,7 @@ import protoseg
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "protoseg.data.cli",
     "protoseg.engine.cli",
+    "protoseg.pipeline.cli",
 )
 
 

@@ -1,1 +1,59 @@
-# Helpers shared by the rule files (experiment list, paths). Filled in by the pipeline issue.
+# Shared helpers: the validated config, the experiment plan (configs/experiments.yaml at the chosen
+# scale, deduplicated into runs by protoseg/pipeline/experiments.py) and the paths of every step.
+import os
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+min_version("8.20")
+
+validate(config, schema="../schemas/config.schema.yaml")
+sys.path.insert(0, str(Path(workflow.basedir)))  # the repo's protoseg package, even without an install
+from protoseg.pipeline.experiments import build_plan, load_pipeline_config, load_scale  # noqa: E402  (pure Python, no torch)
+
+SCALE = config["scale"]
+PLAN = build_plan(load_pipeline_config(None, {}) | dict(config))
+SEEDS = PLAN.seeds
+RUNS = f"{config['runs_dir']}/{SCALE}"  # run folders: RUNS/<key>/s<seed>/
+RESULTS = config["results_dir"]
+SCALE_CFG = load_scale(SCALE, config["scales_dir"])
+PS = "protoseg"  # the project's command; every rule is a shell call of it
+# the environment Snakemake runs in (e.g. .venv/bin/snakemake) provides protoseg, python, torchrun
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+SEEDS_ARG = ",".join(str(s) for s in SEEDS)
+COMMON_ARGS = f"--scale {SCALE} --seeds {SEEDS_ARG} --runs-dir {config['runs_dir']}"
+
+wildcard_constraints:
+    key="[0-9a-f]{12}",
+    seed="[0-9]+",
+    dataset="[a-z0-9-]+",
+
+
+def data_marker(dataset):
+    """meta.json of a prepared root: written last by `protoseg prepare`, so it means 'complete'."""
+    return f"{SCALE_CFG['data']['roots'][dataset]}/meta.json"
+
+
+def run_metrics(keys, seeds=None):
+    return [f"{RUNS}/{k}/s{s}/metrics.json" for k in keys for s in (seeds or SEEDS)]
+
+
+def table_keys(tables):
+    return PLAN.keys_for_tables(tables)
+
+
+def res(key, name):
+    """Resource `name` of run `key` (configs/scales/<scale>.yaml `resources`)."""
+    return PLAN.runs[key].resources.get(name)
+
+
+def launcher(key):
+    """One process per job: torchrun owns all of the job's GPUs (never one task per GPU, the SLURM
+    plugin trap of shared/spec/infrastructure.md); a CPU or single-GPU job runs protoseg directly."""
+    gpus = int(res(key, "gpu") or 0)
+    if gpus > 1:
+        return (f"python -c 'import torch,sys; n=torch.cuda.device_count(); "
+                f"sys.exit(0 if n=={gpus} else f\"expected {gpus} GPUs, the job sees {{n}}\")' && "
+                f"torchrun --standalone --nproc_per_node={gpus} -m protoseg.cli")
+    return PS

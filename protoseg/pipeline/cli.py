@@ -1,0 +1,200 @@
+"""Subcommands ``experiments``, ``tables`` and ``figures`` (registered in ``protoseg/cli.py``).
+
+``protoseg experiments list|config|train|log-mlflow|params|dvc-yaml`` expose the experiment list to
+Snakemake, DVC and users; ``protoseg tables`` and ``protoseg figures`` build ``results/``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def _plan(args):
+    from .experiments import build_plan, load_pipeline_config
+
+    overrides = {"scale": getattr(args, "scale", None), "runs_dir": getattr(args, "runs_dir", None)}
+    if getattr(args, "seeds", None):
+        overrides["seeds"] = [int(s) for s in args.seeds.split(",")]
+    pcfg = load_pipeline_config(args.pipeline_config, overrides)
+    return pcfg, build_plan(pcfg)
+
+
+def _list(args) -> int:
+    pcfg, plan = _plan(args)
+    keys = plan.keys_for_tables(args.tables) if args.tables else list(plan.runs)
+    if args.format == "keys":
+        print("\n".join(keys))
+    elif args.format == "dirs":
+        print("\n".join(plan.run_dir(k, s) for k in keys for s in plan.seeds))
+    else:
+        print(json.dumps({k: {"entries": plan.runs[k].entries, "dataset": plan.runs[k].dataset,
+                              "schedule": plan.runs[k].schedule, "resources": plan.runs[k].resources,
+                              "config": plan.runs[k].config} for k in keys}, indent=1))
+    n_entries = sum(len(plan.runs[k].entries) for k in keys)
+    print(f"# {len(keys)} runs for {n_entries} entries, x {len(plan.seeds)} seed(s), scale {plan.scale}",
+          file=sys.stderr)
+    return 0
+
+
+def _config(args) -> int:
+    _, plan = _plan(args)
+    if args.key not in plan.runs:
+        print(f"error: no run {args.key!r} at scale {plan.scale}", file=sys.stderr)
+        return 2
+    text = yaml.safe_dump(plan.run_config(args.key, args.seed), sort_keys=False)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    else:
+        print(text, end="")
+    return 0
+
+
+def _train(args) -> int:
+    """Compose the run's config and hand it to the engine (same exit statuses as ``protoseg train``)."""
+    from protoseg.engine.cli import _train as engine_train
+
+    _, plan = _plan(args)
+    if args.key not in plan.runs:
+        print(f"error: no run {args.key!r} at scale {plan.scale}", file=sys.stderr)
+        return 2
+    cfg = plan.run_config(args.key, args.seed)
+    run_dir = Path(plan.run_dir(args.key, args.seed))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "run.yaml"  # the composed (unresolved) config; the engine writes config.yaml
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    ns = argparse.Namespace(config=str(path), overrides=list(args.overrides), resume=args.resume)
+    return engine_train(ns)
+
+
+def _log_mlflow(args) -> int:
+    from .tracking import log_plan_runs
+
+    _, plan = _plan(args)
+    keys = plan.keys_for_tables(args.tables) if args.tables else list(plan.runs)
+    results = log_plan_runs(plan, keys, tracking_uri=args.tracking_uri, artifact_root=args.artifact_root)
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps(counts))
+    return 0
+
+
+def _params(args) -> int:
+    from .params import parameter_table
+
+    pcfg, plan = _plan(args)
+    table = parameter_table(plan, scales_dir=pcfg.get("scales_dir", "configs/scales"))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+    print(json.dumps({"written": args.out, "models": len(table)}))
+    return 0
+
+
+def _dvc_yaml(args) -> int:
+    from .dvc import dvc_yaml
+
+    pcfg, plan = _plan(args)
+    text = dvc_yaml(plan, pcfg)
+    if args.check:
+        current = Path(args.out).read_text() if Path(args.out).is_file() else ""
+        if current != text:
+            print(f"error: {args.out} is out of date; run `protoseg experiments dvc-yaml`", file=sys.stderr)
+            return 1
+        return 0
+    Path(args.out).write_text(text)
+    print(json.dumps({"written": args.out, "stages": text.count("\n  ") and None}))
+    return 0
+
+
+def _tables(args) -> int:
+    from .tables import build_tables
+
+    pcfg, plan = _plan(args)
+    names = args.tables or pcfg.get("tables")
+    written = build_tables(plan, names, out_dir=args.out, params_file=args.params)
+    print(json.dumps({"written": [str(p) for p in written]}))
+    return 0
+
+
+def _figures(args) -> int:
+    from .figures import build_figures
+
+    pcfg, plan = _plan(args)
+    written = build_figures(plan, out_dir=args.out, which=args.which, params_file=args.params)
+    print(json.dumps({"written": [str(p) for p in written]}))
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, *, tables: bool = False) -> None:
+    p.add_argument("--pipeline-config", default=None, help="default: configs/pipeline.yaml")
+    p.add_argument("--scale", choices=("mini", "paper"), help="override the config's scale")
+    p.add_argument("--seeds", help="override the config's seeds, e.g. 0,1,2")
+    p.add_argument("--runs-dir", help="override the config's runs_dir")
+    if tables:
+        p.add_argument("--tables", nargs="+", help="only the entries of these tables (keys of the list)")
+
+
+def add_parser(subparsers) -> None:
+    ex = subparsers.add_parser("experiments", help="the experiment list: runs, configs, training, MLflow, DVC",
+                               description="Expose configs/experiments.yaml at a scale as deduplicated runs.")
+    sub = ex.add_subparsers(dest="experiments_command", metavar="ACTION")
+
+    p = sub.add_parser("list", help="the distinct runs (after dedupe)")
+    _common(p, tables=True)
+    p.add_argument("--format", choices=("keys", "dirs", "json"), default="keys")
+    p.set_defaults(func=_list)
+
+    p = sub.add_parser("config", help="print (or --out) the engine config of a run and seed")
+    _common(p)
+    p.add_argument("key")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out")
+    p.set_defaults(func=_config)
+
+    p = sub.add_parser("train", help="train a run of the list (exit 75: preempted, retry with --resume auto)")
+    _common(p)
+    p.add_argument("key")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", metavar="auto|CKPT")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="engine overrides (paths, workers)")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("log-mlflow", help="log every (entry, seed) of finished runs into MLflow (idempotent)")
+    _common(p, tables=True)
+    p.add_argument("--tracking-uri")
+    p.add_argument("--artifact-root")
+    p.add_argument("--out", help="write the per-run results (JSON) here")
+    p.set_defaults(func=_log_mlflow)
+
+    p = sub.add_parser("params", help="parameter counts of every model: the paper's construction and this scale's")
+    _common(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_params)
+
+    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the experiment list (--check: fail if stale)")
+    _common(p)
+    p.add_argument("--out", default="dvc.yaml")
+    p.add_argument("--check", action="store_true")
+    p.set_defaults(func=_dvc_yaml)
+
+    t = subparsers.add_parser("tables", help="results/tables/<table>.{md,csv,tex} from the runs' metrics files")
+    _common(t, tables=True)
+    t.add_argument("--out", default="results/tables")
+    t.add_argument("--params", help="parameter counts (protoseg experiments params --out ...)")
+    t.set_defaults(func=_tables)
+
+    f = subparsers.add_parser("figures", help="results/figures: Table 4 plot, Fig. 3 similarity maps, Fig. 5 embeddings")
+    _common(f)
+    f.add_argument("--out", default="results/figures")
+    f.add_argument("--params")
+    f.add_argument("--which", nargs="+", default=["table4", "similarity", "embedding"],
+                   choices=("table4", "similarity", "embedding"))
+    f.set_defaults(func=_figures)

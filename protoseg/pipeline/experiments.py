@@ -1,0 +1,294 @@
+"""The experiment list (``configs/experiments.yaml``) -> deduplicated runs for the training engine.
+
+The list names each reproduced table entry by the paper's model, dataset, head, variant and schedule;
+a scale file (``configs/scales/<scale>.yaml``) maps those names to concrete settings. ``build_plan``
+expands every entry, composes its engine config at the scale, and groups entries whose composed
+config is identical into one run, keyed by a hash of that config (``run_key``). A run is trained
+once per seed, in ``<runs_dir>/<scale>/<key>/s<seed>/``.
+
+Pure Python (yaml, hashlib): Snakemake imports this module while parsing the workflow, so it must
+not import torch.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_PIPELINE_CONFIG = "configs/pipeline.yaml"
+HEADS = ("softmax", "learnable_prototypes", "prototype")
+PROTOTYPE_HEADS = ("learnable_prototypes", "prototype")
+
+
+class ExperimentError(ValueError):
+    """A malformed experiment list, scale file or pipeline config; the message names the entry."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cell of a reproduced table."""
+
+    id: str
+    table: str
+    row: str
+    column: str
+    dataset: str
+    model: str
+    head: str
+    schedule: str
+    K: int = 10
+    variant: str = "paper"
+    top_n: int | None = None
+    method: dict = field(default_factory=dict)
+    model_options: dict = field(default_factory=dict)
+    paper: tuple | None = None  # (table key, row index, column index | None) in paper_tables.yaml
+    paper_value: float | None = None  # explicit value (overrides `paper`)
+
+
+@dataclass
+class Run:
+    """One distinct experiment (trained once per seed)."""
+
+    key: str
+    config: dict  # the engine config without run.name/output_dir/seed and tracking
+    entries: list  # entry ids sharing this run, in list order
+    dataset: str
+    schedule: str
+    resources: dict
+
+
+@dataclass
+class Plan:
+    scale: str
+    seeds: list
+    runs_dir: str
+    runs: dict  # key -> Run, in first-appearance order
+    entries: dict  # entry id -> Entry
+    entry_run: dict  # entry id -> run key
+    paper_tables: dict
+
+    def run_dir(self, key: str, seed: int) -> str:
+        return f"{self.runs_dir}/{self.scale}/{key}/s{seed}"
+
+    def keys_for_tables(self, tables) -> list[str]:
+        tables = set(tables)
+        keys = [self.entry_run[e.id] for e in self.entries.values() if e.table in tables]
+        return list(dict.fromkeys(keys))
+
+    def datasets(self, keys=None) -> list[str]:
+        keys = self.runs if keys is None else keys
+        return sorted({self.runs[k].dataset for k in keys})
+
+    def paper_value(self, entry: Entry) -> float | None:
+        if entry.paper_value is not None:
+            return float(entry.paper_value)
+        if entry.paper is None:
+            return None
+        table, row, col = entry.paper
+        value = self.paper_tables[table]["rows"][row].get("miou")
+        if col is not None:
+            value = value[col] if isinstance(value, list) else None
+        return None if value is None else float(value)
+
+    def paper_params(self, entry: Entry) -> float | None:
+        if entry.paper is None:
+            return None
+        table, row, col = entry.paper
+        value = self.paper_tables[table]["rows"][row].get("params_m")
+        if isinstance(value, list):
+            value = value[col] if col is not None else None
+        return None if value is None else float(value)
+
+    def run_config(self, key: str, seed: int, entry_id: str | None = None) -> dict:
+        """The full engine config of run ``key`` and ``seed``; tracking names ``entry_id`` (default:
+        the run's first entry)."""
+        run = self.runs[key]
+        cfg = copy.deepcopy(run.config)
+        entry = self.entries[entry_id or run.entries[0]]
+        cfg["run"] = {"name": f"{key}/s{seed}", "output_dir": f"{self.runs_dir}/{self.scale}", "seed": int(seed)}
+        cfg["tracking"] = tracking_section(self, entry)
+        return cfg
+
+
+def tracking_section(plan: Plan, entry: Entry) -> dict:
+    return {"experiment": f"{plan.scale}/{entry.table}", "entry": entry.id, "table": entry.table,
+            "row": entry.row, "column": entry.column, "paper_value": plan.paper_value(entry),
+            "metric": "mIoU"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# loading
+
+def _read_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_absolute() and not path.exists():
+        path = REPO / path
+    if not path.is_file():
+        raise ExperimentError(f"{path}: file not found")
+    return yaml.safe_load(path.read_text())
+
+
+def load_pipeline_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
+    cfg = _read_yaml(path or DEFAULT_PIPELINE_CONFIG) or {}
+    cfg.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if cfg.get("scale") not in ("mini", "paper"):
+        raise ExperimentError(f"pipeline config: scale={cfg.get('scale')!r}: expected mini or paper")
+    seeds = cfg.get("seeds", [0])
+    if isinstance(seeds, int):
+        seeds = list(range(seeds))
+    cfg["seeds"] = [int(s) for s in seeds]
+    return cfg
+
+
+def expand_entries(data: dict) -> list[Entry]:
+    """Every entry of the list, with table defaults and grids expanded; ids checked unique."""
+    if not isinstance(data, dict) or "tables" not in data:
+        raise ExperimentError("experiment list: expected a mapping with `tables`")
+    top = dict(data.get("defaults") or {})
+    out: list[Entry] = []
+    for table, spec in data["tables"].items():
+        tdef = {**top, **(spec.get("defaults") or {})}
+        raw: list[dict] = []
+        for e in spec.get("entries") or []:
+            raw.append({**tdef, **e})
+        grid = spec.get("grid")
+        if grid:
+            for r in grid["rows"]:
+                for ci, c in enumerate(grid["columns"]):
+                    item = {**tdef, **{k: v for k, v in r.items() if k not in ("paper_row", "vary")}}
+                    if isinstance(c, dict):
+                        item.update({k: v for k, v in c.items()})
+                        col_name = str(c["column"])
+                    else:  # a scalar grid value of the row's `vary` method key
+                        item["method"] = {**(item.get("method") or {}), r["vary"]: c}
+                        col_name = str(c)
+                    item["column"] = col_name
+                    item["id"] = f"{r['id']}-{col_name}"
+                    item["paper"] = [table, r["paper_row"], ci]
+                    raw.append(item)
+        for item in raw:
+            item.setdefault("table", table)
+            try:
+                paper = item.pop("paper", None)
+                out.append(Entry(paper=tuple(paper) if paper else None, **item))
+            except TypeError as err:
+                raise ExperimentError(f"experiment {item.get('id', '?')} in {table}: {err}") from None
+    ids = [e.id for e in out]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ExperimentError(f"experiment list: duplicate ids {dup}")
+    for e in out:
+        if e.head not in HEADS:
+            raise ExperimentError(f"experiment {e.id}: head={e.head!r}: expected one of {', '.join(HEADS)}")
+        if e.variant not in ("paper", "official"):
+            raise ExperimentError(f"experiment {e.id}: variant={e.variant!r}: expected paper or official")
+    return out
+
+
+@lru_cache(maxsize=1)
+def _method_presets() -> dict[str, dict]:
+    """The MethodConfig presets as plain dicts, read from protoseg/method/config.py without importing
+    the package (whose __init__ imports torch)."""
+    path = Path(__file__).resolve().parents[1] / "method" / "config.py"
+    spec = importlib.util.spec_from_file_location("_protoseg_method_config", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.modules.pop(spec.name, None)
+    return {name: dataclasses.asdict(cfg) for name, cfg in mod.VARIANTS.items()}
+
+
+def compose(entry: Entry, scale: dict) -> dict:
+    """The engine config of ``entry`` at ``scale`` (no run section, no tracking): the canonical form
+    that ``run_key`` hashes. Method overrides equal to the variant preset are dropped, and settings
+    that do not apply (K of a softmax head) are left out, so equal experiments compose equally."""
+    where = f"experiment {entry.id} at scale {scale.get('name')}"
+    try:
+        model_map = scale["models"][entry.model]
+    except KeyError:
+        raise ExperimentError(f"{where}: model {entry.model!r} not in the scale's `models`") from None
+    model = dict(model_map["model"])
+    model["head"] = entry.head
+    model.update(entry.model_options or {})
+    if entry.head in PROTOTYPE_HEADS:
+        model["num_prototypes"] = int(entry.K)
+    if entry.head == "prototype":
+        preset = _method_presets()[entry.variant]
+        unknown = sorted(set(entry.method) - set(preset))
+        if unknown:
+            raise ExperimentError(f"{where}: unknown method key(s) {unknown}")
+        changed = {k: v for k, v in sorted(entry.method.items()) if preset[k] != v}
+        model["method_variant"] = entry.variant
+        if changed:
+            model["method"] = {"variant": entry.variant, "num_prototypes": int(entry.K), **changed}
+    elif entry.method or entry.variant != "paper":
+        raise ExperimentError(f"{where}: method/variant apply to the prototype head only")
+
+    if entry.dataset not in scale["data"]["roots"]:
+        raise ExperimentError(f"{where}: dataset {entry.dataset!r} has no root at this scale")
+    data = {"dataset": entry.dataset, "root": scale["data"]["roots"][entry.dataset],
+            **(scale["data"].get("common") or {})}
+    if entry.top_n is not None:
+        data["top_n"] = int(entry.top_n)
+    data.update((scale.get("model_data") or {}).get(f"{entry.model}@{entry.dataset}", {}))
+
+    optim_name = model_map["optim"]
+    optim = {"name": optim_name, **(scale.get("optim", {}).get(optim_name) or {})}
+    try:
+        sched = dict(scale["schedules"][entry.schedule])
+    except KeyError:
+        raise ExperimentError(f"{where}: schedule {entry.schedule!r} not in the scale's `schedules`") from None
+    train = {**(scale.get("train") or {}), **sched}
+    return {"model": model, "data": data, "optim": optim, "train": train}
+
+
+def run_key(config: dict) -> str:
+    """12 hex digits of the sha256 of the canonical JSON of a composed config."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def load_scale(name: str, scales_dir: str | Path = "configs/scales") -> dict:
+    scale = _read_yaml(Path(scales_dir) / f"{name}.yaml")
+    scale.setdefault("name", name)
+    return scale
+
+
+def build_plan(pcfg: dict | None = None, **overrides) -> Plan:
+    """Expand the experiment list of pipeline config ``pcfg`` into deduplicated runs."""
+    pcfg = load_pipeline_config(None, overrides) if pcfg is None else {**pcfg, **overrides}
+    scale = load_scale(pcfg["scale"], pcfg.get("scales_dir", "configs/scales"))
+    entries = expand_entries(_read_yaml(pcfg.get("experiments", "configs/experiments.yaml")))
+    paper_tables = _read_yaml(pcfg.get("paper_tables", "configs/paper_tables.yaml"))
+    runs: dict[str, Run] = {}
+    entry_run: dict[str, str] = {}
+    for e in entries:
+        cfg = compose(e, scale)
+        key = run_key(cfg)
+        if key not in runs:
+            res = {**scale["resources"]["default"], **scale["resources"].get(e.schedule, {})}
+            runs[key] = Run(key=key, config=cfg, entries=[], dataset=e.dataset, schedule=e.schedule,
+                            resources=res)
+        runs[key].entries.append(e.id)
+        entry_run[e.id] = key
+    plan = Plan(scale=pcfg["scale"], seeds=list(pcfg.get("seeds", [0])), runs_dir=pcfg.get("runs_dir", "runs"),
+                runs=runs, entries={e.id: e for e in entries}, entry_run=entry_run, paper_tables=paper_tables)
+    for e in entries:  # every paper reference must resolve
+        if e.paper is not None:
+            try:
+                plan.paper_value(e)
+            except (KeyError, IndexError, TypeError):
+                raise ExperimentError(f"experiment {e.id}: paper reference {e.paper} not in the paper tables") from None
+    return plan

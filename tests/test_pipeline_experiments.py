@@ -1,0 +1,116 @@
+"""The experiment list: coverage of the paper's reproduced rows, deduplication, composition."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from protoseg.pipeline.experiments import (ExperimentError, build_plan, compose, expand_entries, load_scale,
+                                           run_key)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_TABLES = REPO.parent / "shared" / "paper" / "tables.yaml"
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return build_plan(scale="mini", seeds=[0])
+
+
+def test_vendored_paper_tables_match_shared():
+    if not SHARED_TABLES.is_file():
+        pytest.skip("no ../shared/paper/tables.yaml beside this checkout")
+    assert (REPO / "configs/paper_tables.yaml").read_text() == SHARED_TABLES.read_text()
+
+
+def test_every_reproduced_row_and_column_is_covered(plan):
+    tables = yaml.safe_load((REPO / "configs/paper_tables.yaml").read_text())
+    covered = {e.paper for e in plan.entries.values() if e.paper is not None and e.table != "smoke"}
+    expected = set()
+    for key, table in tables.items():
+        for i, row in enumerate(table["rows"]):
+            if not row.get("reproduce"):
+                continue
+            if isinstance(row.get("miou"), list):
+                expected |= {(key, i, j) for j in range(len(row["miou"]))}
+            else:
+                expected.add((key, i, None))
+    assert expected - covered == set()
+    assert covered - expected == set()  # nothing points at a cited (non-reproduced) row
+    assert len(expected) == 24 + 20 + 16 + 2 + 2 + 12  # tables 1-3, 4, 5a-d, 6, 7, 8
+
+
+def test_paper_values_resolve(plan):
+    e = plan.entries
+    assert plan.paper_value(e["t1-ours-b4"]) == 51.7
+    assert plan.paper_value(e["t4-ours-k10-847"]) == 19.4
+    assert plan.paper_params(e["t4-param-k10-300"]) == 29.66
+    assert plan.paper_value(e["t8-lambda2-0.05"]) == 46.1
+    assert plan.paper_value(e["t5c-mu0"]) is None  # lost from the text: shown as n/a
+    assert plan.paper_value(e["d-official"]) == 80.1
+
+
+def test_dedupe_shares_identical_experiments(plan):
+    default = plan.entry_run["t5a-ce-ppc-ppd"]
+    for eid in ("t5b-k10", "t5c-mu0.999", "t5d-cosine", "t8-lambda1-0.01", "t8-lambda2-0.01", "t4-ours-k10-150"):
+        assert plan.entry_run[eid] == default, eid
+    assert plan.entry_run["t5b-k1"] == plan.entry_run["t4-ours-k1-150"]
+    assert plan.entry_run["t5b-k5"] != default
+    assert len(set(plan.entry_run.values())) == len(plan.runs)
+    # paper scale: MiT-B0 (Table 7) and MiT-B4 (Table 1) are different models
+    paper = build_plan(scale="paper", seeds=[0])
+    assert paper.entry_run["t7-ours-b0"] != paper.entry_run["t1-ours-b4"]
+    assert plan.entry_run["t7-ours-b0"] == plan.entry_run["t1-ours-b4"]  # mini: both MiT-B0
+    assert len(paper.runs) == 80 and len(plan.runs) == 76
+
+
+def test_preset_values_do_not_change_the_key():
+    scale = load_scale("mini")
+    base = dict(id="a", table="t", row="r", column="c", dataset="ade20k", model="mit_b2",
+                head="prototype", schedule="ablation_40k")
+    (a,) = expand_entries({"tables": {"t": {"entries": [base]}}})
+    (b,) = expand_entries({"tables": {"t": {"entries": [{**base, "method": {"momentum": 0.999, "ppd_weight": 0.01}}]}}})
+    (c,) = expand_entries({"tables": {"t": {"entries": [{**base, "method": {"momentum": 0.99}}]}}})
+    assert run_key(compose(a, scale)) == run_key(compose(b, scale)) != run_key(compose(c, scale))
+    assert compose(c, scale)["model"]["method"] == {"variant": "paper", "num_prototypes": 10, "momentum": 0.99}
+
+
+def test_errors_name_the_entry():
+    scale = load_scale("mini")
+    bad = dict(id="bad1", table="t", row="r", column="c", dataset="ade20k", model="mit_b2",
+               head="softmax", schedule="ablation_40k", method={"momentum": 0.5})
+    (e,) = expand_entries({"tables": {"t": {"entries": [bad]}}})
+    with pytest.raises(ExperimentError, match="bad1"):
+        compose(e, scale)
+    with pytest.raises(ExperimentError, match="duplicate"):
+        expand_entries({"tables": {"t": {"entries": [dict(bad, method={}), dict(bad, method={})]}}})
+    with pytest.raises(ExperimentError, match="nope"):
+        compose(expand_entries({"tables": {"t": {"entries": [dict(bad, method={}, model="nope")]}}})[0], scale)
+
+
+def test_run_configs_validate_in_the_engine(plan):
+    from protoseg.engine.config import RunConfig
+
+    seen = set()
+    for key, run in plan.runs.items():
+        tag = (run.config["model"]["backbone"], run.config["model"]["head"], run.dataset)
+        if tag in seen:
+            continue
+        seen.add(tag)
+        cfg = plan.run_config(key, 0)
+        if cfg["data"].get("top_n"):  # the label set is read from the prepared root
+            cfg["model"]["num_classes"] = cfg["data"]["top_n"]
+            cfg["data"].pop("root")
+            cfg["data"].pop("top_n")
+        rc = RunConfig.from_dict(cfg)
+        assert rc.run.seed == 0 and rc.tracking.entry == run.entries[0]
+
+
+def test_planning_does_not_import_torch():
+    import subprocess
+
+    code = ("import sys; from protoseg.pipeline.experiments import build_plan; build_plan(); "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0

@@ -1,0 +1,37 @@
+# Prepared datasets. Mini scale: a miniature twin written in the official layout, then prepared by
+# the same code as the real data. Paper scale: `protoseg prepare` on the official download named in
+# `paper_sources` (a parameter, not an input file: the download is outside the workflow).
+# Outputs are the prepared roots' meta.json (written last); no file inputs, so a root restored by
+# `dvc pull` is never re-made.
+
+rule make_mini:
+    output:
+        "data/mini/prepared/{dataset}/meta.json",
+    log:
+        "logs/mini/make_mini/{dataset}.log",
+    benchmark:
+        "logs/mini/benchmarks/make_mini/{dataset}.tsv"
+    shell:
+        "(rm -rf data/mini/raw/{wildcards.dataset} && "
+        "{PS} make-mini {wildcards.dataset} --dst data/mini/raw/{wildcards.dataset} && "
+        "{PS} prepare {wildcards.dataset} --src data/mini/raw/{wildcards.dataset} "
+        "--dst data/mini/prepared/{wildcards.dataset} --workers 1 --quiet) > {log} 2>&1"
+
+
+rule prepare:
+    output:
+        "data/prepared/{dataset}/meta.json",
+    params:
+        src=lambda wc: config["paper_sources"][wc.dataset],
+    log:
+        "logs/paper/prepare/{dataset}.log",
+    benchmark:
+        "logs/paper/benchmarks/prepare/{dataset}.tsv"
+    threads: 8
+    resources:
+        cpus_per_task=8,
+        mem_mb=32000,
+        runtime=720,
+    shell:
+        "{PS} prepare {wildcards.dataset} --src {params.src} --dst data/prepared/{wildcards.dataset} "
+        "--workers {threads} --quiet > {log} 2>&1"

@@ -1,0 +1,95 @@
+# Parameter counts, MLflow logging, tables and figures. Inputs restored by `dvc pull` are ancient():
+# their fresh modification times must not trigger re-runs (a producing job that does run still
+# re-runs its consumers).
+
+
+rule params:
+    output:
+        f"{RESULTS}/params_{SCALE}.json",
+    log:
+        f"logs/{SCALE}/params.log",
+    benchmark:
+        f"logs/{SCALE}/benchmarks/params.tsv"
+    shell:
+        "OMP_NUM_THREADS=1 {PS} experiments params {COMMON_ARGS} --out {output} > {log} 2>&1"
+
+
+rule log_mlflow:
+    """One serial writer: every (entry, seed) of the finished runs into MLflow (idempotent)."""
+    input:
+        ancient(run_metrics(list(PLAN.runs))),
+    output:
+        f"logs/{SCALE}/mlflow_logged.json",
+    params:
+        uri=config["mlflow"]["tracking_uri"],
+        root=config["mlflow"]["artifact_root"],
+    log:
+        f"logs/{SCALE}/log_mlflow.log",
+    benchmark:
+        f"logs/{SCALE}/benchmarks/log_mlflow.tsv"
+    shell:
+        "{PS} experiments log-mlflow {COMMON_ARGS} --tracking-uri {params.uri} --artifact-root {params.root} "
+        "--out {output} > {log} 2>&1"
+
+
+def table_outputs(names):
+    return [f"{RESULTS}/tables/{n}.{ext}" for n in table_files(names) for ext in ("md", "csv", "tex")]
+
+
+def table_files(names):
+    """Output file stems: Table 5's four parts go into one table5 file."""
+    return list(dict.fromkeys("table5" if n.startswith("table5") else n for n in names))
+
+
+rule build_tables:
+    input:
+        metrics=ancient(run_metrics(table_keys(config["tables"]))),
+        params=ancient(f"{RESULTS}/params_{SCALE}.json"),
+    output:
+        table_outputs(config["tables"]),
+    log:
+        f"logs/{SCALE}/tables.log",
+    benchmark:
+        f"logs/{SCALE}/benchmarks/tables.tsv"
+    shell:
+        "{PS} tables {COMMON_ARGS} --tables {config[tables]} --params {input.params} "
+        "--out {RESULTS}/tables > {log} 2>&1"
+
+
+FIG_RUNS = table_keys(["table2", "table4"])
+
+rule build_figures:
+    input:
+        metrics=ancient(run_metrics(table_keys(["table2", "table4"]))),
+        ckpts=ancient([f"{RUNS}/{k}/s{SEEDS[0]}/checkpoints/final.pt" for k in table_keys(["table2"])]),
+        params=ancient(f"{RESULTS}/params_{SCALE}.json"),
+    output:
+        f"{RESULTS}/figures/table4_miou_params.png",
+        f"{RESULTS}/figures/fig3_similarity.png",
+        f"{RESULTS}/figures/fig5_embedding.png",
+    log:
+        f"logs/{SCALE}/figures.log",
+    benchmark:
+        f"logs/{SCALE}/benchmarks/figures.tsv"
+    shell:
+        "OMP_NUM_THREADS=1 {PS} figures {COMMON_ARGS} --params {input.params} --out {RESULTS}/figures > {log} 2>&1"
+
+
+# --- the smoke target: one tiny run, its evaluation and its table (CI and the SLURM test) ---
+SMOKE_KEYS = table_keys(["smoke"])
+
+rule smoke_table:
+    input:
+        metrics=ancient(run_metrics(SMOKE_KEYS, SEEDS[:1])),
+        evals=[f"{RUNS}/{k}/s{SEEDS[0]}_eval/val/metrics.json" for k in SMOKE_KEYS],
+    output:
+        f"{RESULTS}/smoke/smoke.md",
+        f"{RESULTS}/smoke/smoke.csv",
+        f"{RESULTS}/smoke/smoke.tex",
+    log:
+        f"logs/{SCALE}/smoke_table.log",
+    benchmark:
+        f"logs/{SCALE}/benchmarks/smoke_table.tsv"
+    shell:
+        "{PS} tables --scale {SCALE} --seeds {SEEDS[0]} --runs-dir {config[runs_dir]} --tables smoke "
+        "--out {RESULTS}/smoke > {log} 2>&1"

@@ -1,0 +1,57 @@
+# Training and evaluation of one run (a deduplicated experiment) and seed.
+# Declared outputs are only the final checkpoint and metrics: Snakemake deletes the outputs of a
+# failed job, while the periodic checkpoints (the resumable state) stay in the run folder, and a
+# retried or requeued job continues from them (`--resume auto`).
+
+
+def _train_resources():
+    """SLURM resources per run (configs/scales/<scale>.yaml): `gpu` only where GPUs are asked for;
+    tasks=1 so that the plugin starts ONE process (torchrun) that owns all GPUs of the job."""
+    out = {
+        "tasks": 1,
+        "cpus_per_task": lambda wc: res(wc.key, "cpus_per_task"),
+        "mem_mb": lambda wc: res(wc.key, "mem_mb"),
+        "runtime": lambda wc: res(wc.key, "runtime"),
+    }
+    if any(int(r.resources.get("gpu") or 0) > 0 for r in PLAN.runs.values()):
+        out["gpu"] = lambda wc: int(res(wc.key, "gpu") or 0)
+    if any(r.resources.get("slurm_extra") for r in PLAN.runs.values()):
+        out["slurm_extra"] = lambda wc: res(wc.key, "slurm_extra") or ""
+    return out
+
+
+rule train:
+    input:
+        data=lambda wc: ancient(data_marker(PLAN.runs[wc.key].dataset)),
+    output:
+        ckpt=f"{RUNS}/{{key}}/s{{seed}}/checkpoints/final.pt",
+        metrics=f"{RUNS}/{{key}}/s{{seed}}/metrics.json",
+    params:
+        launcher=lambda wc: launcher(wc.key),
+        threads_env=lambda wc, threads: f"OMP_NUM_THREADS={threads}",
+    log:
+        f"logs/{SCALE}/train/{{key}}_s{{seed}}.log",
+    benchmark:
+        f"logs/{SCALE}/benchmarks/train/{{key}}_s{{seed}}.tsv"
+    threads: lambda wc: int(res(wc.key, "cpus_per_task") or 1)
+    resources:
+        **_train_resources(),
+    retries: 3  # preemption, node failure: the retry resumes from the newest periodic checkpoint
+    shell:
+        "{params.threads_env} {params.launcher} experiments train {wildcards.key} --seed {wildcards.seed} "
+        "{COMMON_ARGS} --resume auto > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        ckpt=ancient(f"{RUNS}/{{key}}/s{{seed}}/checkpoints/final.pt"),
+    output:
+        f"{RUNS}/{{key}}/s{{seed}}_eval/{{split}}/metrics.json",
+    log:
+        f"logs/{SCALE}/evaluate/{{key}}_s{{seed}}_{{split}}.log",
+    benchmark:
+        f"logs/{SCALE}/benchmarks/evaluate/{{key}}_s{{seed}}_{{split}}.tsv"
+    threads: 1
+    shell:
+        "OMP_NUM_THREADS={threads} {PS} evaluate --checkpoint {input.ckpt} --split {wildcards.split} "
+        "--out {RUNS}/{wildcards.key}/s{wildcards.seed}_eval/{wildcards.split} --quiet > {log} 2>&1"
