@@ -110,7 +110,7 @@ def _dvc_yaml(args) -> int:
             return 1
         return 0
     Path(args.out).write_text(text)
-    print(json.dumps({"written": args.out, "stages": text.count("\n  ") and None}))
+    print(json.dumps({"written": args.out}))
     return 0
 
 

@@ -28,6 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PIPELINE_CONFIG = "configs/pipeline.yaml"
 HEADS = ("softmax", "learnable_prototypes", "prototype")
 PROTOTYPE_HEADS = ("learnable_prototypes", "prototype")
+# label ignore values other than 255 (shared/spec/datasets.md); the prototype head must use the same
+IGNORE_INDEX = {"ade20k-full": 65535}
 
 
 class ExperimentError(ValueError):
@@ -143,7 +145,7 @@ def load_pipeline_config(path: str | Path | None = None, overrides: dict | None 
     cfg.update({k: v for k, v in (overrides or {}).items() if v is not None})
     if cfg.get("scale") not in ("mini", "paper"):
         raise ExperimentError(f"pipeline config: scale={cfg.get('scale')!r}: expected mini or paper")
-    seeds = cfg.get("seeds", [0])
+    seeds = cfg.get("seeds", [0])  # an int n means seeds 0..n-1
     if isinstance(seeds, int):
         seeds = list(range(seeds))
     cfg["seeds"] = [int(s) for s in seeds]
@@ -226,10 +228,13 @@ def compose(entry: Entry, scale: dict) -> dict:
         model["num_prototypes"] = int(entry.K)
     if entry.head == "prototype":
         preset = _method_presets()[entry.variant]
-        unknown = sorted(set(entry.method) - set(preset))
+        method = dict(entry.method)
+        if entry.dataset in IGNORE_INDEX:
+            method.setdefault("ignore_index", IGNORE_INDEX[entry.dataset])
+        unknown = sorted(set(method) - set(preset))
         if unknown:
             raise ExperimentError(f"{where}: unknown method key(s) {unknown}")
-        changed = {k: v for k, v in sorted(entry.method.items()) if preset[k] != v}
+        changed = {k: v for k, v in sorted(method.items()) if preset[k] != v}
         model["method_variant"] = entry.variant
         if changed:
             model["method"] = {"variant": entry.variant, "num_prototypes": int(entry.K), **changed}

@@ -8,6 +8,16 @@ from snakemake.utils import min_version, validate
 
 min_version("8.20")
 
+def _seeds(value):
+    """`seeds` as a list of ints: --config seeds=3 means [0, 1, 2]; seeds=[0,2] arrives as strings."""
+    if isinstance(value, int):
+        return list(range(value))
+    if isinstance(value, str):
+        value = [v for v in value.strip("[]").split(",") if v.strip()]
+    return [int(v) for v in value]
+
+
+config["seeds"] = _seeds(config.get("seeds", [0]))
 validate(config, schema="../schemas/config.schema.yaml")
 sys.path.insert(0, str(Path(workflow.basedir)))  # the repo's protoseg package, even without an install
 from protoseg.pipeline.experiments import build_plan, load_pipeline_config, load_scale  # noqa: E402  (pure Python, no torch)

@@ -56,12 +56,10 @@ rule build_tables:
         "--out {RESULTS}/tables > {log} 2>&1"
 
 
-FIG_RUNS = table_keys(["table2", "table4"])
-
 rule build_figures:
     input:
         metrics=ancient(run_metrics(table_keys(["table2", "table4"]))),
-        ckpts=ancient([f"{RUNS}/{k}/s{SEEDS[0]}/checkpoints/final.pt" for k in table_keys(["table2"])]),
+        ckpt=ancient(f"{RUNS}/{PLAN.entry_run['t2-ours-b4']}/s{SEEDS[0]}/checkpoints/final.pt"),
         params=ancient(f"{RESULTS}/params_{SCALE}.json"),
     output:
         f"{RESULTS}/figures/table4_miou_params.png",
@@ -81,7 +79,7 @@ SMOKE_KEYS = table_keys(["smoke"])
 rule smoke_table:
     input:
         metrics=ancient(run_metrics(SMOKE_KEYS, SEEDS[:1])),
-        evals=[f"{RUNS}/{k}/s{SEEDS[0]}_eval/val/metrics.json" for k in SMOKE_KEYS],
+        evals=ancient([f"{RUNS}/{k}/s{SEEDS[0]}_eval/val/metrics.json" for k in SMOKE_KEYS]),
     output:
         f"{RESULTS}/smoke/smoke.md",
         f"{RESULTS}/smoke/smoke.csv",

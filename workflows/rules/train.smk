@@ -28,7 +28,7 @@ rule train:
         metrics=f"{RUNS}/{{key}}/s{{seed}}/metrics.json",
     params:
         launcher=lambda wc: launcher(wc.key),
-        threads_env=lambda wc, threads: f"OMP_NUM_THREADS={threads}",
+        threads_env=lambda wc, threads: f"OMP_NUM_THREADS={max(1, threads // max(1, int(res(wc.key, 'gpu') or 0)))}",
     log:
         f"logs/{SCALE}/train/{{key}}_s{{seed}}.log",
     benchmark:

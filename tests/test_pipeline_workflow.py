@@ -1,0 +1,130 @@
+"""The Snakemake workflow and DVC pipeline, run for real on small targets in temporary copies.
+
+- dry-run of `tables` lists the expected jobs (mini and paper scale);
+- `snakemake mini_smoke` end to end (make-mini, train, evaluate, table), then nothing left to do;
+- dvc.yaml is the one generated from the experiment list;
+- `dvc repro smoke` in a temporary git repository with a local-directory remote, `dvc push`, a fresh
+  clone, `dvc pull`, and Snakemake then sees nothing to redo (DVC does not keep modification times).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from protoseg.pipeline.experiments import build_plan
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PIPELINE_FILES = ("Snakefile", "workflows", "configs", "dvc.yaml")
+
+
+def _env():
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", DVC_NO_ANALYTICS="1",
+               OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", GIT_AUTHOR_NAME="t",
+               GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def _run(args, cwd, timeout=600, check=True):
+    proc = subprocess.run([str(a) for a in args], cwd=cwd, env=_env(), capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def _copy_pipeline(dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in PIPELINE_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst / name)
+    (dst / ".gitignore").write_text("/logs/\n/data/mini/raw/\n.snakemake/\n/mlruns/\n")
+    return dst
+
+
+def _job_counts(output: str) -> dict[str, int]:
+    block = output.split("Job stats:", 1)[1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
+
+
+def _snakemake(cwd, *args, **kw):
+    return _run([BIN / "snakemake", *args], cwd, **kw)
+
+
+def test_dry_run_tables_lists_every_run(tmp_path):
+    work = _copy_pipeline(tmp_path / "w")
+    out = _snakemake(work, "-n", "tables", "--config", "seeds=[0,1]").stdout
+    counts = _job_counts(out)
+    plan = build_plan(scale="mini", seeds=[0, 1])
+    tables = [t for t in plan.paper_tables] + ["discrepancy"]
+    n_runs = len(plan.keys_for_tables(tables))
+    assert n_runs == 75
+    assert counts == {"make_mini": 4, "train": 2 * n_runs, "params": 1, "build_tables": 1, "tables": 1,
+                      "total": 4 + 2 * n_runs + 3}
+    paper = _job_counts(_snakemake(work, "-n", "tables", "--config", "scale=paper").stdout)
+    assert paper["prepare"] == 4 and "make_mini" not in paper and paper["train"] == 79
+
+
+def test_train_rule_resources_for_slurm(tmp_path):
+    """Paper scale: 4 GPUs in ONE task, torchrun launching 4 processes, retries for preemption."""
+    work = _copy_pipeline(tmp_path / "w")
+    out = _snakemake(work, "-n", "-p", "tables", "--config", "scale=paper").stdout
+    job = out.split("rule train:", 1)[1].split("\n\n", 1)[0]
+    resources = re.search(r"resources: (.*)", job).group(1).split(", ")
+    assert {"tasks=1", "cpus_per_task=32", "mem_mb=192000", "runtime=2880", "gpu=4"} <= set(resources), job
+    assert "torchrun --standalone --nproc_per_node=4 -m protoseg.cli experiments train" in out
+    assert "--resume auto" in out
+
+
+@pytest.mark.timeout(600)
+def test_mini_smoke_end_to_end(tmp_path):
+    work = _copy_pipeline(tmp_path / "w")
+    _snakemake(work, "-c2", "mini_smoke")
+    csv = (work / "results/smoke/smoke.csv").read_text().splitlines()
+    assert len(csv) == 2 and "Ours, MiT-B0 (smoke)" in csv[1]
+    assert list((work / "logs/mini/benchmarks/train").glob("*.tsv"))
+    assert list((work / "logs/mini/train").glob("*.log"))
+    assert "Nothing to be done" in _snakemake(work, "-n", "mini_smoke").stdout
+
+
+def test_dvc_yaml_is_generated_from_the_experiment_list():
+    proc = _run([BIN / "protoseg", "experiments", "dvc-yaml", "--check"], REPO, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.timeout(600)
+def test_dvc_repro_push_clone_pull_then_snakemake_has_nothing_to_do(tmp_path):
+    work = _copy_pipeline(tmp_path / "a")
+    remote = tmp_path / "remote"
+    _run(["git", "init", "-q"], work)
+    _run([BIN / "dvc", "init", "-q"], work)
+    _run([BIN / "dvc", "remote", "add", "-d", "local", remote], work)
+    _run(["git", "add", "-A"], work)
+    _run(["git", "commit", "-qm", "pipeline"], work)
+    _run([BIN / "dvc", "repro", "smoke"], work)
+    assert (work / "results/smoke/smoke.md").is_file()
+    lock = (work / "dvc.lock").read_text()
+    key = build_plan(scale="mini").keys_for_tables(["smoke"])[0]
+    assert f"runs/mini/{key}/s0" in lock and "md5:" in lock
+    _run([BIN / "dvc", "push", "-q"], work)
+    _run(["git", "add", "-A"], work)
+    _run(["git", "commit", "-qm", "results"], work)
+    assert "up to date" in _run([BIN / "dvc", "status", "smoke"], work).stdout.lower()
+
+    clone = tmp_path / "b"
+    _run(["git", "clone", "-q", work, clone], tmp_path)
+    assert not (clone / f"runs/mini/{key}/s0/checkpoints").exists()
+    _run([BIN / "dvc", "pull", "--with-deps", "smoke"], clone)  # the whole pipeline: `dvc pull`
+    assert (clone / f"runs/mini/{key}/s0/checkpoints/final.pt").is_file()
+    out = _snakemake(clone, "-n", "mini_smoke").stdout
+    assert "Nothing to be done" in out, out
