@@ -87,3 +87,30 @@ def test_table4_figure(plan, tmp_path):
         _write_metrics(plan, plan.entry_run[e.id], [0.1 + 0.01 * i] * 3)
     (out,) = build_figures(plan, out_dir=tmp_path / "f", which=["table4"])
     assert out.stat().st_size > 10_000
+
+
+def test_mlflow_logs_a_shared_run_once_per_entry(plan, tmp_path):
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    from protoseg.pipeline.tracking import log_plan_runs
+
+    plan.seeds = [0]
+    key = plan.entry_run["t5b-k10"]
+    d = Path(plan.run_dir(key, 0))
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(yaml.safe_dump(plan.run_config(key, 0)))
+    (d / "metrics.json").write_text(json.dumps({"mIoU": 0.25, "aAcc": 0.5, "mAcc": 0.3, "iteration": 60}))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    results = log_plan_runs(plan, [key], tracking_uri=uri, artifact_root=str(tmp_path / "art"))
+    assert len(results) == len(plan.runs[key].entries) == 7
+    assert {r["status"] for r in results} == {"logged"}
+    again = log_plan_runs(plan, [key], tracking_uri=uri, artifact_root=str(tmp_path / "art"))
+    assert {r["status"] for r in again} == {"skipped"}
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("mini/table8")
+    runs = client.search_runs([exp.experiment_id])
+    assert sorted(r.data.tags["entry"] for r in runs) == ["t8-lambda1-0.01", "t8-lambda2-0.01"]
+    r = runs[0]
+    assert r.data.metrics["mIoU"] == 0.25 and r.data.metrics["delta_vs_paper"] == pytest.approx(25.0 - 46.4)
+    assert r.data.params["tracking.run_key"] == key
