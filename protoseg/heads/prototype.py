@@ -68,7 +68,9 @@ class PrototypeHead(nn.Module):
 
     def current_prototypes(self) -> Tensor:
         # the release re-normalises every forward; needed after its averaging DDP reduction
-        return F.normalize(self.prototypes, dim=-1) if self.config.normalized else self.prototypes
+        # un-normalised distances: a copy, because the autograd graph of the similarities keeps the
+        # prototypes and the training forward updates the buffer in place afterwards
+        return F.normalize(self.prototypes, dim=-1) if self.config.normalized else self.prototypes.clone()
 
     def forward(self, features: Tensor, labels: Tensor | None = None) -> HeadOutput:
         """Inference: class scores ``[B, C, h, w]``. Training with labels ``[B, H, W]``: also clusters,
