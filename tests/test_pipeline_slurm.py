@@ -258,5 +258,10 @@ def test_mini_smoke_through_slurm(tmp_path):
     assert jobs, out
     n_local = len(re.findall(r"^localrule ", out, re.M))
     _assert_ran_in_slurm(work, len(jobs))
-    assert "train" in {p.parent.name.removeprefix("rule_") for p in (work / ".snakemake/slurm_logs").rglob("*.log")}
+    logs = work / ".snakemake/slurm_logs"
+    rules = {p.relative_to(logs).parts[0].removeprefix("rule_") for p in logs.rglob("*.log")}
+    assert {"make_mini", "train", "evaluate"} <= rules, rules
     assert n_local <= 1, out  # only the target rule itself runs locally
+    assert "Nothing to be done" in subprocess.run(
+        [str(BIN / "snakemake"), "--profile", "slurm", "-n", "mini_smoke"], cwd=work, env=_env(),
+        capture_output=True, text=True, timeout=120).stdout
