@@ -49,7 +49,6 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
     "hrnet_w18": lambda **kw: HRNetV2(arch="hrnet_w18", **kw),
     "hrnet_w48": lambda **kw: HRNetV2(arch="hrnet_w48", **kw),
     "swin_tiny": lambda **kw: Swin(size="tiny", **kw),
-    "swin_small": lambda **kw: Swin(size="small", **kw),
     "swin_base": lambda **kw: Swin(size="base", **kw),
     **{f"mit_{v}": (lambda v: lambda **kw: MiT(variant=v, **kw))(v) for v in MIT_DEPTHS},
 }

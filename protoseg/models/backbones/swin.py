@@ -9,13 +9,12 @@ from .timm_utils import create_timm
 # size -> (timm architecture at window 7, at window 12, hub tag)
 _SWINS: dict[str, dict[int, str]] = {
     "tiny": {7: "swin_tiny_patch4_window7_224"},
-    "small": {7: "swin_small_patch4_window7_224"},
     "base": {7: "swin_base_patch4_window7_224", 12: "swin_base_patch4_window12_384"},
 }
 
 
 class Swin(Backbone):
-    """Swin-T/S/B: ``forward(images [B, 3, H, W])`` returns four NCHW maps at strides 4, 8, 16, 32 with
+    """Swin-T/B: ``forward(images [B, 3, H, W])`` returns four NCHW maps at strides 4, 8, 16, 32 with
     ``embed_dim * (1, 2, 4, 8)`` channels (Swin-B: 128, 256, 512, 1024), each through its own LayerNorm
     as MMSeg's backbone does (``out_indices`` norms; timm's final classification norm is dropped).
 
