@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from protoseg.heads import HeadOutput
-from protoseg.models import ModelConfig, SegmentationOutput, build_model
+from protoseg.models import SegmentationOutput, build_model
 from protoseg.models.backbones import BACKBONES, build_backbone
 
 EXPECTED = {  # name -> (channels, strides)
