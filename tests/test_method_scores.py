@@ -108,3 +108,31 @@ def test_low_precision_scores_and_losses_have_no_nan(dtype):
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(emb.grad.float()).all()
     assert s.ppc_lse.dtype == torch.float32
+
+
+@pytest.mark.parametrize("dtype,chunk", [(torch.float32, 1 << 30), (torch.float32, 13 * 20),
+                                         (torch.bfloat16, 1 << 30)])
+@pytest.mark.parametrize("use", [("class", "own", "lse"), ("class", "lse")])
+def test_fused_cosine_pass_matches_plain_autograd(dtype, chunk, use):
+    emb, protos, labels = _data()
+    weights = {name: torch.randn(shape) for name, shape in
+               (("class", (300, 5)), ("own", (300, 4)), ("lse", (300,)))}
+
+    def loss_of(s):
+        out = {"class": s[0], "own": s[1], "lse": s[2]}
+        return sum((out[name].float() * weights[name]).sum() for name in use)
+
+    x = emb.to(dtype).requires_grad_(True)
+    fused = prototype_scores(x, protos, labels, ppc_temperature=0.1, max_chunk_elements=chunk)
+    loss_of((fused.class_sim, fused.own_sim, fused.ppc_lse)).backward()
+
+    y = emb.to(dtype).requires_grad_(True)
+    sim = y @ protos.flatten(0, 1).t().to(dtype)
+    per = sim.view(-1, 5, 4)
+    # max (not amax): with bf16 ties, max routes the gradient to one prototype, as the fused pass does
+    plain = (per.max(-1).values, per[torch.arange(300), labels], torch.logsumexp(sim.float() / 0.1, 1))
+    loss_of(plain).backward()
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    for a, b in zip((fused.class_sim, fused.own_sim, fused.ppc_lse), plain):
+        torch.testing.assert_close(a.float(), b.float(), atol=tol, rtol=tol)
+    torch.testing.assert_close(x.grad.float(), y.grad.float(), atol=tol, rtol=tol)

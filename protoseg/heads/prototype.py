@@ -89,7 +89,8 @@ class PrototypeHead(nn.Module):
                                   ppc_temperature=cfg.ppc_temperature, huber_delta=cfg.huber_delta,
                                   max_chunk_elements=cfg.max_chunk_elements)
         logits_flat = self.scale_scores(scores.class_sim)
-        logits = logits_flat.view(b, h, w, self.num_classes).permute(0, 3, 1, 2)
+        # contiguous NCHW: channels-last strides would make the upsampled [B, C, H, W] copy in the CE
+        logits = logits_flat.view(b, h, w, self.num_classes).permute(0, 3, 1, 2).contiguous()
         out = HeadOutput(logits=logits, embeddings=emb.view(b, h, w, -1).permute(0, 3, 1, 2))
         if learn:
             step = prototype_learning(scores, emb, flat_labels, protos, cfg,

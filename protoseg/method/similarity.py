@@ -75,6 +75,10 @@ def prototype_scores(embeddings: Tensor, prototypes: Tensor, labels: Tensor | No
     if labels is not None:
         labels = labels.clamp(0, num_classes - 1)
     chunk = max(1, max_chunk_elements // (num_classes * k))
+    if labels is not None and distance == "cosine":
+        class_sim, own_sim, lse = _FusedCosineScores.apply(embeddings, flat, labels, num_classes, k,
+                                                           ppc_temperature, chunk)
+        return PrototypeScores(class_sim=class_sim, own_sim=own_sim, ppc_lse=lse)
 
     def run(emb: Tensor, lab: Tensor | None) -> tuple[Tensor, ...]:
         sim = similarity(emb, flat, distance, huber_delta)  # [n, C*K], computed once
@@ -99,3 +103,76 @@ def prototype_scores(embeddings: Tensor, prototypes: Tensor, labels: Tensor | No
     if labels is None:
         return PrototypeScores(class_sim=outs[0])
     return PrototypeScores(class_sim=outs[0], own_sim=outs[1], ppc_lse=outs[2])
+
+
+class _FusedCosineScores(torch.autograd.Function):
+    """The training pass of ``prototype_scores`` for cosine similarity, fused by hand.
+
+    Generic autograd through amax, gather and logsumexp makes several ``[N, C*K]`` temporaries and
+    zero-filled gradients; here the forward turns each chunk of similarities into the PPC softmax in
+    place, and the backward assembles one ``[n, C*K]`` gradient per chunk
+    (``softmax * g_lse / tau``, plus the class-score and own-class gradients scattered in) and takes
+    a single product with the prototypes. With one chunk the softmax is kept for backward; with
+    several it is recomputed chunk by chunk, so memory stays bounded.
+    """
+
+    @staticmethod
+    def forward(ctx, emb: Tensor, flat: Tensor, labels: Tensor, num_classes: int, k: int, tau: float,
+                chunk: int):
+        n = emb.shape[0]
+        scores = emb.new_empty(n, num_classes)
+        best = torch.empty(n, num_classes, dtype=torch.long, device=emb.device)
+        own = emb.new_empty(n, k)
+        lse = torch.empty(n, dtype=torch.float32, device=emb.device)
+        keep = None
+        for start in range(0, n, chunk):
+            rows = slice(start, start + chunk)
+            sim = emb[rows] @ flat.t()  # [m, C*K], the only similarity product of the forward
+            per_class = sim.view(-1, num_classes, k)
+            torch.max(per_class, dim=-1, out=(scores[rows], best[rows]))  # Eq. 6
+            own[rows] = per_class.gather(1, labels[rows].view(-1, 1, 1).expand(-1, 1, k)).squeeze(1)
+            soft, total = _softmax_(sim, tau)  # Eq. 11's normaliser, in place, float32
+            lse[rows] = total.squeeze(1)
+            if n <= chunk:
+                keep = soft
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(emb, flat, labels, best, lse, *(() if keep is None else (keep,)))
+        ctx.shape = (num_classes, k, tau, chunk)
+        ctx.mark_non_differentiable(best)
+        return scores, own, lse
+
+    @staticmethod
+    def backward(ctx, g_scores, g_own, g_lse):
+        emb, flat, labels, best, lse, *kept = ctx.saved_tensors
+        num_classes, k, tau, chunk = ctx.shape
+        grad = torch.zeros_like(emb)
+        for start in range(0, emb.shape[0], chunk):
+            rows = slice(start, start + chunk)
+            m = best[rows].shape[0]
+            if g_lse is not None:
+                if kept:
+                    soft = kept[0]
+                else:
+                    soft = (emb[rows] @ flat.t()).float().div_(tau).sub_(lse[rows].unsqueeze(1)).exp_()
+                g = soft * (g_lse[rows].float() / tau).unsqueeze(1)
+            else:
+                g = torch.zeros(m, num_classes * k, device=emb.device)
+            per_class = g.view(m, num_classes, k)
+            if g_scores is not None:
+                per_class.scatter_add_(2, best[rows].unsqueeze(2), g_scores[rows].float().unsqueeze(2))
+            if g_own is not None:
+                idx = (torch.arange(m, device=emb.device), labels[rows])
+                per_class.index_put_(idx, g_own[rows].float(), accumulate=True)
+            grad[rows] = (g.to(emb.dtype) @ flat)
+        return grad, None, None, None, None, None, None
+
+
+def _softmax_(sim: Tensor, tau: float) -> tuple[Tensor, Tensor]:
+    """``softmax(sim / tau)`` over dim 1 and its log-normaliser, overwriting ``sim`` when float32."""
+    x = sim.float() if sim.dtype != torch.float32 else sim
+    x.mul_(1.0 / tau)
+    peak = x.amax(dim=1, keepdim=True)
+    x.sub_(peak).exp_()
+    total = x.sum(dim=1, keepdim=True)
+    x.div_(total)
+    return x, peak + total.log()
