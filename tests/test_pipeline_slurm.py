@@ -7,7 +7,8 @@ user runs it from the repository root, then checks that SLURM (not Snakemake loc
 
 - the GPU resource keys of docs/slurm.md give ONE task owning all GPUs, and the command runs once;
 - a job signalled with SIGUSR1 checkpoints, requeues itself with the engine's own `requeue()` and exit
-  status, is started again by SLURM under the same job id, resumes and the workflow completes;
+  status, is started again by SLURM under the same job id, resumes and the workflow completes; then the
+  same with the real trainer (`protoseg train ... --resume auto`);
 - the pipeline's `mini_smoke` target (make-mini, train, evaluate, table) through SLURM.
 """
 from __future__ import annotations
@@ -233,6 +234,48 @@ rule train:
     assert _slurm_job_ids(work) == [job]  # no resubmission: SLURM restarted the same job
     assert "Restarts=1" in _job_info(job)
     _assert_ran_in_slurm(work, 1)
+
+
+@pytest.mark.timeout(600)
+def test_engine_preempted_in_slurm_resumes_in_the_requeued_job(tmp_path):
+    """The real trainer (`protoseg train`) in a SLURM job: SIGUSR1 -> checkpoint at the current
+    iteration, `scontrol requeue`, exit 75 -> SLURM restarts the same job -> `--resume auto` continues."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from engine_helpers import make_root, tiny_config, write_config
+
+    work = _with_profile(tmp_path / "w")
+    root = make_root(tmp_path / "data")
+    iters = 40
+    cfg = tiny_config(root, work / "runs", "pre", train={"iters": iters, "ckpt_interval": 1000,
+                                                         "log_interval": 1, "final_eval": False})
+    write_config(cfg, work / "run.yaml")
+    (work / "Snakefile").write_text(f'''
+rule train:
+    output: "runs/pre/checkpoints/final.pt"
+    threads: 1
+    resources: mem_mb=3000, runtime=15
+    # not a `log:` (Snakemake empties those when the requeued job starts again): both runs append here
+    shell: "OMP_NUM_THREADS=1 {sys.executable} -m protoseg.cli train --config run.yaml --resume auto >> train.log 2>&1"
+''')
+    proc = _start(work)
+    rows = work / "runs/pre/train_log.jsonl"
+    deadline = time.time() + 300
+    while not (rows.is_file() and len(rows.read_text().splitlines()) >= 3):  # the loop (and its handler) runs
+        if proc.poll() is not None or time.time() > deadline:
+            _finish(work, proc, 1)
+            pytest.fail("training never started in the SLURM job")
+        time.sleep(0.2)
+    (job,) = _slurm_job_ids(work)
+    subprocess.run(["scancel", "--signal=USR1", job], check=True, timeout=30)
+    _finish(work, proc, 420)
+
+    log = (work / "train.log").read_text()
+    m = re.search(r"resumed from \S+iter_0*(\d+)\.pt at iteration (\d+)", log)
+    assert m and m.group(1) == m.group(2) and 3 <= int(m.group(2)) < iters, log[-3000:]
+    assert re.search(rf"iteration {m.group(2)}.*requeued.*status 75", log), log[-3000:]
+    assert (work / "runs/pre/checkpoints/final.pt").is_file()
+    assert "Restarts=1" in _job_info(job)
+    _assert_ran_in_slurm(work, 1)  # one SLURM job, restarted by SLURM, no resubmission by Snakemake
 
 
 # ---- the pipeline ---------------------------------------------------------------------------------
