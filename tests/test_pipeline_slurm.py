@@ -1,6 +1,7 @@
 """Real SLURM jobs through the repository's profile: `snakemake --profile slurm <target>`.
 
-Marked `slurm` and skipped unless a SLURM controller answers (`scontrol ping`, then `sinfo`); CI starts
+Marked `slurm`; all but the first (the plugin's sbatch line for the GPU keys, no cluster needed) are
+skipped unless a SLURM controller answers (`scontrol ping`, then `sinfo`); CI starts
 a one-node cluster with fake GPUs first (`scripts/slurm/start-local-cluster.sh`, docs/slurm.md).
 Every test copies the profile (`slurm/`) into a temporary directory and runs from there, exactly as a
 user runs it from the repository root, then checks that SLURM (not Snakemake locally) ran the jobs:
@@ -52,12 +53,10 @@ def _cluster_state() -> str | None:
 
 
 _WHY_NOT = _cluster_state()
-pytestmark = [
-    pytest.mark.slurm,
-    pytest.mark.skipif(_WHY_NOT is not None,
-                       reason=f"SLURM cluster not up ({_WHY_NOT}); start the local one with "
-                              "`sudo bash scripts/slurm/start-local-cluster.sh` (docs/slurm.md)"),
-]
+pytestmark = pytest.mark.slurm
+needs_cluster = pytest.mark.skipif(
+    _WHY_NOT is not None, reason=f"SLURM cluster not up ({_WHY_NOT}); start the local one with "
+                                 "`sudo bash scripts/slurm/start-local-cluster.sh` (docs/slurm.md)")
 
 
 def _node_gpus() -> int:
@@ -135,11 +134,36 @@ def _assert_ran_in_slurm(work: Path, n_jobs: int) -> list[str]:
 
 
 # ---- the GPU resource keys ------------------------------------------------------------------------
+def _sbatch(threads: int, **resources) -> str:
+    """The sbatch line the plugin builds for these rule resources (without the --gpus it adds later)."""
+    from types import SimpleNamespace
+
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+
+    class Res(dict):
+        __getattr__ = dict.__getitem__
+
+    job = SimpleNamespace(resources=Res(resources), threads=threads)
+    return get_submit_command(job, dict(run_uuid="u", slurm_logfile="l", comment_str="c", account="",
+                                        partition="", workdir="."))
+
+
+def test_plugin_sbatch_line_for_the_documented_gpu_keys():
+    """No cluster needed: the trap of docs/slurm.md and the keys that avoid it, as sbatch options."""
+    trap = _sbatch(32, gpu=4, tasks=1, cpus_per_task=32)
+    assert "--ntasks-per-gpu=1" in trap and "--cpus-per-task=32" in trap  # 4 tasks x 32 CPUs
+    ok = _sbatch(32, gpu=4, tasks=1, tasks_per_gpu=0, nodes=1, cpus_per_task=32)
+    assert "--ntasks" not in ok and "--nodes=1" in ok and "--cpus-per-task=32" in ok, ok
+    cpu = _sbatch(2, tasks_per_gpu=0, cpus_per_task=2)
+    assert "--ntasks=1" in cpu and "--cpus-per-task=2" in cpu, cpu
+
+
 _PROBE = ("echo ran job=$SLURM_JOB_ID cvd=${{CUDA_VISIBLE_DEVICES:-}} "
           "$(scontrol show job $SLURM_JOB_ID | grep -o -E 'NumNodes=[0-9]+|NumTasks=[0-9]+|NumCPUs=[0-9]+' "
           "| tr '\\n' ' ') >> {output}")
 
 
+@needs_cluster
 @pytest.mark.timeout(400)
 def test_gpu_job_is_one_task_owning_all_gpus(tmp_path):
     gpus = _node_gpus()
@@ -200,6 +224,7 @@ note("finished")
 '''
 
 
+@needs_cluster
 @pytest.mark.timeout(500)
 def test_sigusr1_checkpoints_requeues_and_the_workflow_completes(tmp_path):
     work = _with_profile(tmp_path / "w")
@@ -236,6 +261,7 @@ rule train:
     _assert_ran_in_slurm(work, 1)
 
 
+@needs_cluster
 @pytest.mark.timeout(600)
 def test_engine_preempted_in_slurm_resumes_in_the_requeued_job(tmp_path):
     """The real trainer (`protoseg train`) in a SLURM job: SIGUSR1 -> checkpoint at the current
@@ -282,6 +308,7 @@ rule train:
 PIPELINE_FILES = ("Snakefile", "workflows", "configs")
 
 
+@needs_cluster
 @pytest.mark.timeout(900)
 def test_mini_smoke_through_slurm(tmp_path):
     if not all((REPO / name).exists() for name in PIPELINE_FILES) or "rule mini_smoke" not in (
