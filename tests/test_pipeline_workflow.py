@@ -81,7 +81,8 @@ def test_train_rule_resources_for_slurm(tmp_path):
     out = _snakemake(work, "-n", "-p", "tables", "--config", "scale=paper").stdout
     job = out.split("rule train:", 1)[1].split("\n\n", 1)[0]
     resources = re.search(r"resources: (.*)", job).group(1).split(", ")
-    assert {"tasks=1", "cpus_per_task=32", "mem_mb=192000", "runtime=2880", "gpu=4"} <= set(resources), job
+    assert {"tasks_per_gpu=0", "nodes=1", "cpus_per_task=32", "mem_mb=192000", "runtime=2880",
+            "gpu=4"} <= set(resources), job
     assert "torchrun --standalone --nproc_per_node=4 -m protoseg.cli experiments train" in out
     assert "--resume auto" in out
 

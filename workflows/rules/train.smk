@@ -5,10 +5,14 @@
 
 
 def _train_resources():
-    """SLURM resources per run (configs/scales/<scale>.yaml): `gpu` only where GPUs are asked for;
-    tasks=1 so that the plugin starts ONE process (torchrun) that owns all GPUs of the job."""
+    """SLURM resources per run (configs/scales/<scale>.yaml). ONE task owns all GPUs of the job:
+    `gpu=N, tasks_per_gpu=0, nodes=1` (measured in docs/slurm.md: with `gpu` set, plugin 2.8.0 turns
+    `tasks` into --ntasks-per-gpu, multiplying CPUs; tasks_per_gpu=0 switches that off, nodes=1 keeps
+    the GPUs on one node for torchrun --standalone). CPU-only jobs get --ntasks=1."""
     out = {
         "tasks": 1,
+        "tasks_per_gpu": 0,
+        "nodes": 1,
         "cpus_per_task": lambda wc: res(wc.key, "cpus_per_task"),
         "mem_mb": lambda wc: res(wc.key, "mem_mb"),
         "runtime": lambda wc: res(wc.key, "runtime"),
