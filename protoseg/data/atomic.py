@@ -1,23 +1,30 @@
 """Atomic file writes (temp file in the same folder, then ``os.replace``) and checksums."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 TMP_PREFIX = ".tmp-"
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+@contextlib.contextmanager
+def atomic_writer(path: str | Path, *, fsync: bool = False) -> Iterator[BinaryIO]:
+    """A binary file that becomes ``path`` only when the block ends without error: readers see
+    either the old file or the whole new one (temp file in the same folder, then ``os.replace``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -25,6 +32,12 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see ``atomic_writer``)."""
+    with atomic_writer(path) as f:
+        f.write(data)
 
 
 def write_json_atomic(path: str | Path, obj) -> None:

@@ -9,16 +9,16 @@ value is loadable with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
-import os
 import random
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from protoseg.data.atomic import atomic_writer
 
 CKPT_RE = re.compile(r"^iter_(\d{8})\.pt$")
 FORMAT_VERSION = 1
@@ -61,20 +61,8 @@ def _to_lists(x):
 def save_atomic(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_writer(path, fsync=True) as f:
+        torch.save(obj, f)
     return path
 
 

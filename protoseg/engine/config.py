@@ -195,6 +195,17 @@ class RunConfig:
         return dataclasses.replace(spec, **repl) if repl else spec
 
 
+def flatten_dict(d: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}} -> {"a.b": 1}``: nested config sections as dotted keys."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten_dict(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def _require(ok: bool, source: str, key: str, value: Any, expected: str) -> None:
     if not ok:
         raise ConfigError(f"{source}: {key}={value!r}: expected {expected}")

@@ -28,6 +28,8 @@ from typing import Any, Iterator
 
 import yaml
 
+from .config import flatten_dict
+
 REPO = Path(__file__).resolve().parents[2]
 KEY_TAG = "protoseg.key"
 COMPLETE_TAG = "protoseg.complete"
@@ -84,16 +86,6 @@ def read_run_dir(run_dir: str | Path) -> dict[str, Any]:
     return out
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _finite(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
@@ -124,7 +116,7 @@ def log_run(client, run: dict[str, Any], artifact_root: Path) -> dict[str, Any]:
             "run_dir": str(Path(run["dir"]).resolve())}
     mlrun = client.create_run(exp_id, run_name=f"{entry}-s{seed}", tags=tags)
     rid = mlrun.info.run_id
-    params = [Param(k[:250], str(v)[:6000]) for k, v in sorted(_flatten(cfg).items())]
+    params = [Param(k[:250], str(v)[:6000]) for k, v in sorted(flatten_dict(cfg).items())]
     for i in range(0, len(params), 100):
         client.log_batch(rid, params=params[i:i + 100])
     ts = 0

@@ -34,7 +34,7 @@ from protoseg.data.dataset import SegmentationDataset
 from protoseg.method.losses import ce_loss
 
 from . import checkpoint as ckpt_lib
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, flatten_dict
 from .distributed import DistInfo, all_reduce_max, cleanup, gather_objects, init_distributed, maybe_sync_bn
 from .evaluate import build_eval_loader, evaluate_model, write_eval_outputs
 from .optim import build_optimizer, build_scheduler
@@ -177,18 +177,8 @@ def data_hash(root: str | Path) -> str:
     return "unknown"
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _check_resume_config(saved: dict, current: dict, path: Path) -> None:
-    a, b = _flatten(saved), _flatten(current)
+    a, b = flatten_dict(saved), flatten_dict(current)
     diff = sorted(k for k in set(a) | set(b) if k not in RESUME_FREE_KEYS and a.get(k) != b.get(k))
     if diff:
         raise ConfigError(f"{path}: cannot resume, the config differs in {diff} "
