@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from protoseg.data.atomic import sha256_file
+from protoseg.data.dataset import read_meta
 from protoseg.data.errors import DataError
 from protoseg.data.image_io import image_size, read_label_png
 from protoseg.data.manifest import MANIFEST
@@ -65,12 +66,7 @@ def check_root(root: str | Path, *, dataset: str | None = None, workers: int = 1
 
     root = Path(root).resolve()
     meta_path = root / META
-    if not meta_path.is_file():
-        raise DataError(f"{root}: not a complete prepared root ({META} missing: preparation never "
-                        "finished or failed)")
-    meta = json.loads(meta_path.read_text())
-    if not meta.get("complete"):
-        raise DataError(f"{meta_path}: 'complete' is not true")
+    meta = read_meta(root)
     if dataset is not None and meta.get("dataset") != dataset:
         raise DataError(f"{meta_path}: root holds {meta.get('dataset')!r}, not {dataset!r}")
     manifest = json.loads((root / MANIFEST).read_text())["files"] if checksums else {}

@@ -18,8 +18,8 @@ from protoseg.data.image_io import read_label_png, read_rgb
 def read_meta(root: str | Path) -> dict:
     path = Path(root) / "meta.json"
     if not path.is_file():
-        raise DataError(f"{root}: not a complete prepared root (meta.json missing); run "
-                        "`protoseg prepare` first")
+        raise DataError(f"{root}: not a complete prepared root (meta.json missing: preparation never "
+                        "finished or failed); run `protoseg prepare` first")
     meta = json.loads(path.read_text())
     if not meta.get("complete"):
         raise DataError(f"{path}: 'complete' is not true")

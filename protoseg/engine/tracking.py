@@ -144,19 +144,23 @@ def log_run(client, run: dict[str, Any], artifact_root: Path) -> dict[str, Any]:
     return {"run_dir": str(run["dir"]), "key": key, "run_id": rid, "status": "logged"}
 
 
-def log_runs(run_dirs, *, tracking_uri: str | None = None, artifact_root: str | Path | None = None) -> list[dict]:
-    """Log each run dir (see the module docstring); returns one ``{run_dir, key, run_id, status}`` per
-    run, status ``logged`` or ``skipped`` (already in the store)."""
+def log_items(items: list[dict], *, tracking_uri: str | None = None,
+              artifact_root: str | Path | None = None) -> list[dict]:
+    """Log runs already read by ``read_run_dir`` serially, under the store's lock (the only writer)."""
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri or default_tracking_uri()
     root = Path(artifact_root) if artifact_root else default_artifact_root()
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    runs = [read_run_dir(d) for d in run_dirs]  # all readable before anything is logged
-    results = []
+    root.mkdir(parents=True, exist_ok=True)
     with _locked(_lock_path(uri, root)):
         client = MlflowClient(tracking_uri=uri)
-        for run in runs:
-            results.append(log_run(client, run, root))
-    return results
+        return [log_run(client, item, root) for item in items]
+
+
+def log_runs(run_dirs, *, tracking_uri: str | None = None, artifact_root: str | Path | None = None) -> list[dict]:
+    """Log each run dir (see the module docstring); returns one ``{run_dir, key, run_id, status}`` per
+    run, status ``logged`` or ``skipped`` (already in the store)."""
+    runs = [read_run_dir(d) for d in run_dirs]  # all readable before anything is logged
+    return log_items(runs, tracking_uri=tracking_uri, artifact_root=artifact_root)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from protoseg.data.formats.base import Format, files_by_stem, pair
+from protoseg.data.formats.base import Format, pair_folders
 from protoseg.data.image_io import apply_lut, read_label_png
 
 OFFICIAL_SPLITS = {"train": "training", "val": "validation"}
@@ -25,8 +25,7 @@ LUT = _lut()
 def list_samples(src: Path, split: str):
     sub = OFFICIAL_SPLITS[split]
     image_dir, label_dir = src / "images" / sub, src / "annotations" / sub
-    return pair(split, files_by_stem(image_dir, ".jpg"), files_by_stem(label_dir, ".png"),
-                image_dir, label_dir, lambda s: s + ".png", lambda s: s + ".jpg")
+    return pair_folders(split, image_dir, label_dir)
 
 
 def read_label(path: Path) -> np.ndarray:

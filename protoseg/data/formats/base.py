@@ -61,6 +61,13 @@ def pair(split: str, images: dict[str, Path], labels: dict[str, Path],
     return [Sample(split, s, images[s], labels[s]) for s in sorted(images)]
 
 
+def pair_folders(split: str, image_dir: Path, label_dir: Path, image_ext: str = ".jpg",
+                 label_ext: str = ".png") -> list[Sample]:
+    """Pair ``image_dir/<stem><image_ext>`` with ``label_dir/<stem><label_ext>`` (see ``pair``)."""
+    return pair(split, files_by_stem(image_dir, image_ext), files_by_stem(label_dir, label_ext),
+                image_dir, label_dir, lambda s: s + label_ext, lambda s: s + image_ext)
+
+
 def files_by_stem(folder: Path, suffix: str, recursive: bool = False) -> dict[str, Path]:
     """Files in ``folder`` ending in ``suffix``, keyed by the name without the suffix."""
     it = folder.rglob("*" + suffix) if recursive else folder.glob("*" + suffix)

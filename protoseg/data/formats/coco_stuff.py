@@ -8,7 +8,7 @@ import scipy.io
 
 from protoseg.data.classes import read_table
 from protoseg.data.errors import DataError
-from protoseg.data.formats.base import Format, files_by_stem, pair
+from protoseg.data.formats.base import Format, pair, pair_folders
 from protoseg.data.image_io import apply_lut, read_label_png
 
 
@@ -74,8 +74,7 @@ OFFICIAL_SPLITS_164K = {"train": "train2017", "val": "val2017"}
 def list_samples_164k(src: Path, split: str):
     sub = OFFICIAL_SPLITS_164K[split]
     image_dir, label_dir = src / "images" / sub, src / "annotations" / sub
-    return pair(split, files_by_stem(image_dir, ".jpg"), files_by_stem(label_dir, ".png"),
-                image_dir, label_dir, lambda s: s + ".png", lambda s: s + ".jpg")
+    return pair_folders(split, image_dir, label_dir)
 
 
 def read_label_164k(path: Path) -> np.ndarray:
