@@ -46,19 +46,17 @@ def prototype_learning(scores: PrototypeScores, embeddings: Tensor, labels: Tens
     global_sinkhorn = config.ddp_reduce == "sum"  # paper variant: cluster the global batch
     with torch.no_grad():
         if global_sinkhorn or bool(valid.any()):
-            vc = classes[valid]
-            order = torch.arange(len(vc), device=vc.device)
+            idx = valid.nonzero().squeeze(1)  # labelled pixels
             if config.update_assignment == "gumbel":
                 # class-major order: the release draws its Gumbel noise class by class, in pixel order
-                order = torch.argsort(vc, stable=True)
+                idx = idx[torch.argsort(classes[idx], stable=True)]
+            vc = classes[idx]
             if k == 1:  # Table 5b's K = 1: the class mean, assigned by ground truth, no clustering
                 plan = torch.ones(len(vc), 1, device=vc.device)
             else:
-                own = scores.own_sim[valid].detach()[order]
-                plan = sinkhorn_batched(own, vc[order], num_classes, config.sinkhorn_iters,
+                plan = sinkhorn_batched(scores.own_sim.detach()[idx], vc, num_classes, config.sinkhorn_iters,
                                         config.sinkhorn_epsilon, distributed=global_sinkhorn)
             if len(vc):
-                idx = valid.nonzero().squeeze(1)[order]
                 target[idx] = plan.argmax(dim=1)
                 assignment[idx] = hard_assignment(plan, config.update_assignment, config.gumbel_tau)
         feed = valid
