@@ -152,3 +152,34 @@ def test_tiny_cpu_full_run_through_the_command_line(tmp_path):
     assert sum(t["value"] is not None for t in targets) == 7  # the 5 memory figures need CUDA
     md = (tmp_path / "gpu.md").read_text()
     assert "## Training step and inference (fp32)" in md and "| mit_b2 | prototype | 4 |" in md
+
+
+def test_fused_scores_under_autocast_with_float32_embeddings():
+    """CUDA autocast keeps F.normalize's output (the embeddings) in float32 but runs the similarity
+    product in fp16/bf16; the fused training pass must accept that mix (it wrote the product into
+    float32 ``out=`` buffers and failed). CPU autocast reproduces the mix with float32 inputs."""
+    from protoseg.method import prototype_scores
+
+    g = torch.Generator().manual_seed(0)
+    emb = torch.nn.functional.normalize(torch.randn(96, 16, generator=g), dim=1)
+    protos = torch.nn.functional.normalize(torch.randn(5, 3, 16, generator=g), dim=-1)
+    labels = torch.randint(0, 5, (96,), generator=g)
+
+    def run(amp: bool):
+        x = emb.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            s = prototype_scores(x, protos, labels)
+            # no weight on the class scores: their gradient follows an argmax that bf16 may flip
+            loss = 0.0 * s.class_sim.float().sum() + s.own_sim.float().pow(2).sum() + s.ppc_lse.sum()
+        loss.backward()
+        return s, x.grad
+
+    ref, ref_grad = run(False)
+    low, low_grad = run(True)
+    assert low.class_sim.dtype == low.own_sim.dtype == torch.bfloat16 and low.ppc_lse.dtype == torch.float32
+    torch.testing.assert_close(low.class_sim.float(), ref.class_sim, atol=1e-2, rtol=0)
+    torch.testing.assert_close(low.own_sim.float(), ref.own_sim, atol=1e-2, rtol=0)
+    torch.testing.assert_close(low.ppc_lse, ref.ppc_lse, atol=0.1, rtol=0)
+    assert low_grad.dtype == torch.float32
+    assert torch.isfinite(low_grad).all()
+    assert (low_grad - ref_grad).norm() <= 0.05 * ref_grad.norm()

@@ -120,9 +120,12 @@ class _FusedCosineScores(torch.autograd.Function):
     def forward(ctx, emb: Tensor, flat: Tensor, labels: Tensor, num_classes: int, k: int, tau: float,
                 chunk: int):
         n = emb.shape[0]
-        scores = emb.new_empty(n, num_classes)
+        # the similarities' dtype: autocast's (CUDA autocast keeps F.normalize's output in float32 but
+        # runs the product in fp16/bf16) or the embeddings'
+        dtype = (emb[:0] @ flat.t()).dtype
+        scores = emb.new_empty(n, num_classes, dtype=dtype)
         best = torch.empty(n, num_classes, dtype=torch.long, device=emb.device)
-        own = emb.new_empty(n, k)
+        own = emb.new_empty(n, k, dtype=dtype)
         lse = torch.empty(n, dtype=torch.float32, device=emb.device)
         keep = None
         for start in range(0, n, chunk):
