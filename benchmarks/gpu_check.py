@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import os
 import platform
@@ -207,6 +208,12 @@ def markdown(data: dict) -> str:
             for head, r in sec["heads"].items():
                 lines.append(f"| {sec['model']} | {head} | {sec['batch']} | {r['step_ms']:.1f} | "
                              f"{_fmt(r['peak_gib'])} | {_fmt(lat.get(head))} |")
+    mini = data["sections"].get("mini_run")
+    if mini:
+        state = (f"{mini['wall_s']:.0f} s of wall time, training on {', '.join(mini['run_devices']) or '?'}"
+                 if mini.get("measured") else "**not measured**" + (f" (exit {mini.get('returncode')})"
+                                                                    if "wall_s" in mini else ""))
+        lines += ["", "## Mini reproduction", "", f"`{mini['command']}` (in `{mini['cwd']}`): {state}"]
     if data["skipped"]:
         lines += ["", "## Skipped", ""] + [f"- {s['what']}: {s['reason']}" for s in data["skipped"]]
     errors = [(k, v["error"]) for k, v in data["sections"].items() if "error" in v]
@@ -619,13 +626,19 @@ def measure_mini_run(rep: Report, out: Path, enabled: bool, timeout: float) -> d
     if not enabled:
         rep.skip("mini_run", "not requested (--mini-run); run the command by hand and time it")
         return {**row, "measured": False}
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               PYTHONPATH=row["cwd"])  # the rules call the `protoseg` command of this environment
+    log(f"mini run: {row['command']}")
     t = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=row["cwd"], capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=row["cwd"], capture_output=True, text=True, timeout=timeout, env=env)
         row.update(returncode=proc.returncode, stderr_tail=proc.stderr[-2000:])
     except subprocess.TimeoutExpired:
         row.update(returncode=None, timed_out=True)
     row.update(measured=row.get("returncode") == 0, wall_s=time.perf_counter() - t)
+    # the device the training runs used (the engine takes CUDA whenever it is available)
+    infos = (out / "mini_run" / "runs").rglob("run_info.json")
+    row["run_devices"] = sorted({json.loads(p.read_text()).get("device", "?") for p in infos})
     return row
 
 
