@@ -304,7 +304,7 @@ def model_config(spec: ModelSpec, head: str, *, deterministic: bool) -> ModelCon
 
 def train_step(model, opt, scaler, images, labels, amp: torch.dtype | None, device: torch.device):
     """One step as the engine's loop takes it (forward with labels, Eq. 13 + aux, backward, step)."""
-    with torch.autocast(device_type=device.type, dtype=amp or torch.float32, enabled=amp is not None):
+    with torch.autocast(device_type=device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
         out = model(images, labels)
         terms = compute_losses(out, labels, ignore_index=255, aux_weight=0.4,
                                align_corners=bool(getattr(model, "align_corners", False)))
@@ -342,7 +342,8 @@ def check_sinkhorn_dtypes(rep: Report, sizes: Sizes, device: torch.device) -> di
             same = fn(x.float())
             rel = ((plan - ref).abs() / ref.clamp_min(1e-30)).max().item()
             agree = (plan.argmax(1) == ref.argmax(1)).float().mean().item()
-            out[f"{kind}_{name}"] = {"dtype_out": str(plan.dtype), "vs_same_values_max_abs": (plan - same).abs().max().item(),
+            out[f"{kind}_{name}"] = {"dtype_out": str(plan.dtype),
+                                     "vs_same_values_max_abs": (plan - same).abs().max().item(),
                                      "vs_fp32_max_abs": (plan - ref).abs().max().item(), "vs_fp32_max_rel": rel,
                                      "argmax_agreement": agree}
             rep.check(f"sinkhorn_{kind} {name} = fp32 of the same values (max abs)",
@@ -524,7 +525,8 @@ def measure_prototype_step(rep: Report, sizes: Sizes, device: torch.device) -> d
     for c in s["C"]:
         emb, protos, labels = bps.make_inputs(s["N"], s["D"], c, s["K"], dev)
         cfg = MethodConfig.for_variant("official", num_prototypes=s["K"])
-        fns = {"loop": lambda: bps.loop_step(emb, protos, labels), "ours": lambda: bps.our_step(emb, protos, labels, cfg)}
+        fns = {"loop": lambda: bps.loop_step(emb, protos, labels),
+               "ours": lambda: bps.our_step(emb, protos, labels, cfg)}
         row: dict = {"C": c}
         with torch.no_grad():
             for name, fn in fns.items():
@@ -543,7 +545,8 @@ def measure_prototype_step(rep: Report, sizes: Sizes, device: torch.device) -> d
                    "release loop / ours, official variant, forward")
     r = by_c.get(847)
     mem = r["ours_peak_gib"] / r["loop_peak_gib"] if r and r["loop_peak_gib"] else None
-    rep.target("prototype step peak memory at C=847, ours / loop", mem, 1 / 3, "<=", "", "peak allocated above inputs",
+    rep.target("prototype step peak memory at C=847, ours / loop", mem, 1 / 3, "<=", "",
+               "peak allocated above inputs",
                missing=NO_PEAK if device.type == "cpu" else "C=847 not measured")
     return {"N": s["N"], "D": s["D"], "K": s["K"], "runs": s["runs"], "rows": rows}
 
@@ -573,7 +576,8 @@ def measure_training(rep: Report, sizes: Sizes, spec: ModelSpec, device: torch.d
 
     for head in ("softmax", "prototype"):
         out["heads"][head] = measure(head, spec.perf_batch, sizes.perf_iters)
-        log(f"  train {spec.name} {head}: {out['heads'][head]['step_ms']:.1f} ms, peak {_fmt(out['heads'][head]['peak_gib'])} GiB")
+        r = out["heads"][head]
+        log(f"  train {spec.name} {head}: {r['step_ms']:.1f} ms, peak {_fmt(r['peak_gib'])} GiB")
     s, p = out["heads"]["softmax"], out["heads"]["prototype"]
     out["step_ratio"] = p["step_ms"] / s["step_ms"]
     out["peak_ratio"] = p["peak_gib"] / s["peak_gib"] if s["peak_gib"] else None

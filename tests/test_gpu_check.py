@@ -143,7 +143,8 @@ def test_tiny_cpu_full_run_through_the_command_line(tmp_path):
         tr = data["sections"][f"train_{model}"]
         assert tr["batch"] == batch and set(tr["heads"]) == {"softmax", "prototype"}
         assert all(h["step_ms"] > 0 and h["peak_gib"] is None for h in tr["heads"].values())
-        assert tr["step_ratio"] == pytest.approx(tr["heads"]["prototype"]["step_ms"] / tr["heads"]["softmax"]["step_ms"])
+        heads = tr["heads"]
+        assert tr["step_ratio"] == pytest.approx(heads["prototype"]["step_ms"] / heads["softmax"]["step_ms"])
         assert tr["mmseg"]["batch"] == 2 and tr["mmseg"]["ours_gib"] is None
         lat = data["sections"][f"latency_{model}"]
         assert lat["ratio"] == pytest.approx(lat["ms"]["prototype"] / lat["ms"]["softmax"])
