@@ -166,6 +166,11 @@ class Report:
             row["met"] = bool(value <= bound if op == "<=" else value >= bound)
         self.data["targets"].append(row)
 
+    def partial(self, section: str, result: dict) -> None:
+        """Save a section's results so far (``status: running``), for a run killed mid-section."""
+        self.data["sections"][section] = {"status": "running", **result}
+        self.save()
+
     def skip(self, what: str, reason: str) -> None:
         self.data["skipped"].append({"what": what, "reason": reason})
 
@@ -481,6 +486,7 @@ def check_amp(rep: Report, sizes: Sizes, spec: ModelSpec, device: torch.device) 
                       "max over iterations of | ||p|| - 1 |")
             log(f"  {spec.name} {mode}: total loss {run['terms']['total'][0]:.4f} -> "
                 f"{run['terms']['total'][-1]:.4f} in {run['seconds']:.1f} s")
+            rep.partial(f"amp_{spec.name}", out)
             del model, opt
             release()
     finally:
@@ -537,6 +543,7 @@ def measure_prototype_step(rep: Report, sizes: Sizes, device: torch.device) -> d
         row["speedup"] = row["loop_ms"] / row["ours_ms"]
         rows.append(row)
         log(f"  prototype step C={c}: loop {row['loop_ms']:.1f} ms, ours {row['ours_ms']:.1f} ms")
+        rep.partial("prototype_step", {"rows": rows})
         del emb, protos, labels, fns
         release()
     by_c = {r["C"]: r for r in rows}
@@ -578,6 +585,7 @@ def measure_training(rep: Report, sizes: Sizes, spec: ModelSpec, device: torch.d
         out["heads"][head] = measure(head, spec.perf_batch, sizes.perf_iters)
         r = out["heads"][head]
         log(f"  train {spec.name} {head}: {r['step_ms']:.1f} ms, peak {_fmt(r['peak_gib'])} GiB")
+        rep.partial(f"train_{spec.name}", out)
     s, p = out["heads"]["softmax"], out["heads"]["prototype"]
     out["step_ratio"] = p["step_ms"] / s["step_ms"]
     out["peak_ratio"] = p["peak_gib"] / s["peak_gib"] if s["peak_gib"] else None

@@ -56,6 +56,7 @@ def test_tiny_cpu_correctness_sections(gpu_check, tmp_path, one_thread):
             "prototype_step", "mini_run"} == set(data["sections"])
     assert all(c["passed"] for c in data["checks"])
     sec = data["sections"]
+    assert all(v["status"] == "ok" for k, v in sec.items() if k != "mini_run")  # none left "running"
 
     # Sinkhorn: low precision equals fp32 of the same values; against the unrounded scores the error is
     # non-zero (the dtype was applied) and within 4 u / epsilon
