@@ -76,7 +76,8 @@ def predict_images(run: LoadedRun, images, out_dir: str | Path, *, nearest: bool
             raise FileNotFoundError(f"{path}: image not found")
         rgb = read_rgb(path)
         x = pipe(rgb, np.zeros(rgb.shape[:2], dtype=np.int64))["image"].unsqueeze(0).to(device)
-        logits = inference(lambda t: model(t).logits.float(), x, spec, rgb.shape[:2])
+        logits = inference(lambda t: model(t).logits.float(), x, spec, rgb.shape[:2],
+                           align_corners=bool(getattr(model, "align_corners", False)))
         pred = logits.argmax(1)[0].cpu().numpy()
         color = colorize(pred, spec.palette)
         overlay = (0.5 * rgb.astype(np.float32) + 0.5 * color.astype(np.float32)).astype(np.uint8)
