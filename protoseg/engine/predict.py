@@ -63,11 +63,11 @@ def prototype_colors(classes: np.ndarray, protos: np.ndarray, palette, num_proto
 @torch.no_grad()
 def predict_images(run: LoadedRun, images, out_dir: str | Path, *, nearest: bool = True) -> list[Path]:
     from protoseg.data.inference import inference
-    from protoseg.data.transforms import TestPipeline
+    from protoseg.data.transforms import pipelines_from_spec
     from protoseg.heads import PrototypeHead
 
     out_dir = Path(out_dir)
-    pipe = TestPipeline(test_scale=run.spec.test_scale)
+    pipe = pipelines_from_spec(run.spec, train=False)
     model, spec, device = run.model, run.spec, run.device
     written: list[Path] = []
     for path in images:
