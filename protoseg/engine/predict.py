@@ -40,7 +40,9 @@ def load_run(checkpoint: str | Path, overrides: list[str] | tuple[str, ...] = ()
     ck = load_checkpoint(checkpoint)
     cfg = RunConfig.from_dict(apply_overrides(ck["config"], list(overrides)), source=f"{checkpoint} config")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = build_model(cfg.model)
+    import dataclasses
+
+    model = build_model(dataclasses.replace(cfg.model, pretrained=None))  # the checkpoint holds every weight
     model.load_state_dict(ck["model"])
     model.to(device).eval()
     return LoadedRun(cfg=cfg, spec=cfg.dataset_spec(), model=model, device=device, iteration=int(ck["iteration"]))
