@@ -436,3 +436,14 @@ def test_wrong_format_is_a_clear_error(tmp_path) -> None:
     assert not (tmp_path / "out.pth").exists()
     with pytest.raises(ConvertError, match="hrnet"):
         convert_checkpoint("hrnet-msra", src, tmp_path / "out.pth", backbone="mit_b0")
+
+
+def test_cli_reports_a_foreign_file_in_one_line(tmp_path) -> None:
+    from engine_helpers import run_cli
+
+    src = tmp_path / "not_a_checkpoint.pth"
+    src.write_bytes(b"garbage")
+    proc = run_cli(["convert-checkpoint", "--format", "hrnet-msra", str(src), str(tmp_path / "out.pth")])
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and "not_a_checkpoint.pth" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "out.pth").exists()
