@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "protoseg.data.cli",
     "protoseg.engine.cli",
     "protoseg.pipeline.cli",
+    "protoseg.convert",
 )
 
 

@@ -74,7 +74,7 @@ def test_discrepancy_table_compares_with_the_paper_row(plan, tmp_path):
     _write_metrics(plan, plan.entry_run["d-flip-update_assignment"], [0.45, 0.47, 0.49])
     build_tables(plan, ["discrepancy"], out_dir=tmp_path / "t")
     df = pd.read_csv(tmp_path / "t/discrepancy.csv")
-    assert len(df) == 10
+    assert len(df) == 19  # 10 method rows, 9 recipe rows (docs/fidelity.md)
     flip = df[df["row"] == "paper + update_assignment=gumbel"].iloc[0]
     assert flip["vs_paper_row"] == pytest.approx(-3.0)
     assert df.loc[df["row"].str.startswith("official"), "paper_mIoU"].iloc[0] == 80.1

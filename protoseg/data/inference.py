@@ -2,6 +2,8 @@
 ``slide_inference``), returning logits resized to the label resolution.
 
 ``model_fn`` maps images ``[B, 3, h, w]`` to logits ``[B, C, h', w']`` (any output stride).
+Every bilinear resize uses ``align_corners`` (pass the model's own, ``SegmentationModel.align_corners``,
+as training does: the official ProtoSeg release resizes with ``align_corners=True``).
 """
 from __future__ import annotations
 
@@ -13,21 +15,24 @@ import torch.nn.functional as F
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_logits(logits: torch.Tensor, size: tuple[int, int], *, align_corners: bool = False) -> torch.Tensor:
     if tuple(logits.shape[-2:]) == tuple(size):
         return logits
-    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 
 @torch.no_grad()
-def whole_inference(model_fn: ModelFn, image: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+def whole_inference(model_fn: ModelFn, image: torch.Tensor, out_size: tuple[int, int], *,
+                    align_corners: bool = False) -> torch.Tensor:
     """[B, 3, h, w] -> [B, C, *out_size]: logits upsampled to the input, then to ``out_size``."""
-    return resize_logits(resize_logits(model_fn(image), image.shape[-2:]), out_size)
+    logits = resize_logits(model_fn(image), image.shape[-2:], align_corners=align_corners)
+    return resize_logits(logits, out_size, align_corners=align_corners)
 
 
 @torch.no_grad()
 def slide_inference(model_fn: ModelFn, image: torch.Tensor, num_classes: int, crop: tuple[int, int],
-                    stride: tuple[int, int], out_size: tuple[int, int] | None = None) -> torch.Tensor:
+                    stride: tuple[int, int], out_size: tuple[int, int] | None = None, *,
+                    align_corners: bool = False) -> torch.Tensor:
     """Average the logits of overlapping ``crop`` windows taken every ``stride`` (the last window of
     each row/column is shifted back to end at the border); then resize to ``out_size``."""
     b, _, h, w = image.shape
@@ -41,18 +46,19 @@ def slide_inference(model_fn: ModelFn, image: torch.Tensor, num_classes: int, cr
             y2, x2 = min(r * sh + ch, h), min(c * sw + cw, w)
             y1, x1 = max(y2 - ch, 0), max(x2 - cw, 0)
             window = image[:, :, y1:y2, x1:x2]
-            out = resize_logits(model_fn(window), window.shape[-2:])
+            out = resize_logits(model_fn(window), window.shape[-2:], align_corners=align_corners)
             if out.shape[1] != num_classes:
                 raise ValueError(f"model_fn returned {out.shape[1]} channels, expected {num_classes}")
             logits[:, :, y1:y2, x1:x2] += out
             count[:, :, y1:y2, x1:x2] += 1
     logits = logits / count
-    return resize_logits(logits, out_size) if out_size is not None else logits
+    return resize_logits(logits, out_size, align_corners=align_corners) if out_size is not None else logits
 
 
-def inference(model_fn: ModelFn, image: torch.Tensor, spec, out_size: tuple[int, int]) -> torch.Tensor:
+def inference(model_fn: ModelFn, image: torch.Tensor, spec, out_size: tuple[int, int], *,
+              align_corners: bool = False) -> torch.Tensor:
     """Dispatch on ``spec.test_mode`` ("whole" or "slide")."""
     if spec.test_mode == "slide":
         return slide_inference(model_fn, image, spec.num_classes, spec.slide_crop, spec.slide_stride,
-                               out_size)
-    return whole_inference(model_fn, image, out_size)
+                               out_size, align_corners=align_corners)
+    return whole_inference(model_fn, image, out_size, align_corners=align_corners)

@@ -38,6 +38,10 @@ class DatasetSpec:
     test_mode: str = "whole"  # "whole" or "slide"
     slide_crop: tuple[int, int] = (1024, 1024)
     slide_stride: tuple[int, int] = (768, 768)
+    # the release's switches (protoseg.data.openseg): train augmentation, normalisation, test resize
+    augmentation: str = "mmseg"  # mmseg | openseg
+    normalisation: str = "mmseg"  # mmseg (RGB, 0-255 mean/std) | openseg (BGR, ImageNet mean/std on [0, 1])
+    test_resize: bool = True  # False: test at the image's own size (the release, Cityscapes 2048x1024)
 
     def __post_init__(self) -> None:
         if len(self.class_names) != self.num_classes or len(self.palette) != self.num_classes:
@@ -45,6 +49,9 @@ class DatasetSpec:
                              f"{len(self.class_names)} names / {len(self.palette)} colours")
         if self.test_mode not in ("whole", "slide"):
             raise ValueError(f"{self.name}: test_mode must be 'whole' or 'slide', got {self.test_mode!r}")
+        for key in ("augmentation", "normalisation"):
+            if getattr(self, key) not in ("mmseg", "openseg"):
+                raise ValueError(f"{self.name}: {key} must be 'mmseg' or 'openseg', got {getattr(self, key)!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

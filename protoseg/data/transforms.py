@@ -138,6 +138,7 @@ class TrainPipeline:
     photometric: bool = True
     mean: tuple[float, float, float] = MEAN
     std: tuple[float, float, float] = STD
+    normalisation: str = "mmseg"  # mmseg (RGB, MEAN/STD) | openseg (the release's, protoseg.data.openseg)
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> dict:
         """-> {"image": float32 [3, crop_h, crop_w], "label": int64 [crop_h, crop_w]}"""
@@ -152,7 +153,7 @@ class TrainPipeline:
             image, label = image[:, ::-1], label[:, ::-1]
         if self.photometric:
             image = photometric_distortion(rng, np.ascontiguousarray(image))
-        img = normalise(image, self.mean, self.std)
+        img = _normalise(image, self.mean, self.std, self.normalisation)
         lab = torch.from_numpy(np.ascontiguousarray(label).astype(np.int64))
         ph, pw = self.crop_size[0] - img.shape[1], self.crop_size[1] - img.shape[2]
         if ph > 0 or pw > 0:  # pad bottom/right: image 0 (after normalising), label ignore
@@ -168,17 +169,40 @@ class TestPipeline:
     test_scale: tuple[int, int]
     mean: tuple[float, float, float] = MEAN
     std: tuple[float, float, float] = STD
+    normalisation: str = "mmseg"
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator | None = None) -> dict:
         """-> {"image": float32 [3, h', w'], "label": int64 [H, W] at the original resolution}"""
         w, h = rescale_size(image.shape[1], image.shape[0], self.test_scale)
-        img = normalise(resize_image(image, w, h), self.mean, self.std)
+        img = _normalise(resize_image(image, w, h), self.mean, self.std, self.normalisation)
         return {"image": img, "label": torch.from_numpy(label.astype(np.int64))}
 
 
+def _normalise(img: np.ndarray, mean, std, normalisation: str) -> torch.Tensor:
+    if normalisation == "openseg":
+        from .openseg import normalise_openseg
+
+        return normalise_openseg(img)
+    return normalise(img, mean, std)
+
+
 def pipelines_from_spec(spec, *, train: bool):
+    """The spec's pipelines: ``spec.augmentation`` mmseg (this module) or openseg (the release's,
+    ``protoseg.data.openseg``); ``spec.normalisation`` likewise; ``spec.test_resize=False`` tests at
+    the image's own size (the release)."""
+    augmentation = getattr(spec, "augmentation", "mmseg")
+    normalisation = getattr(spec, "normalisation", "mmseg")
+    if train and augmentation == "openseg":
+        from .openseg import OpensegTrainPipeline
+
+        return OpensegTrainPipeline(crop_size=spec.crop_size, ignore_index=spec.ignore_index,
+                                    normalisation=normalisation)
     if train:
         return TrainPipeline(crop_size=spec.crop_size, base_scale=spec.base_scale,
                              ignore_index=spec.ignore_index, ratio_range=spec.ratio_range,
-                             cat_max_ratio=spec.cat_max_ratio)
-    return TestPipeline(test_scale=spec.test_scale)
+                             cat_max_ratio=spec.cat_max_ratio, normalisation=normalisation)
+    if not getattr(spec, "test_resize", True):
+        from .openseg import NativeTestPipeline
+
+        return NativeTestPipeline(normalisation=normalisation)
+    return TestPipeline(test_scale=spec.test_scale, normalisation=normalisation)

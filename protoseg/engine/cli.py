@@ -64,6 +64,13 @@ def _predict(args: argparse.Namespace) -> int:
 
     try:
         run = load_run(args.checkpoint, args.overrides)
+        if args.format == "cityscapes-submission":  # Table 6: labelId PNGs and a zip (engine/submission.py)
+            from .submission import write_cityscapes_submission
+
+            print(json.dumps(write_cityscapes_submission(run, args.split, args.out)))
+            return 0
+        if not args.images:
+            raise ConfigError("predict: give IMAGES (or --format cityscapes-submission --split SPLIT)")
         written = predict_images(run, args.images, args.out, nearest=not args.no_nearest)
     except (ConfigError, CheckpointError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -114,7 +121,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-nearest", action="store_true", help="skip the nearest-prototype map")
-    p.add_argument("images", nargs="+")
+    p.add_argument("--format", choices=("overlay", "cityscapes-submission"), default="overlay",
+                   help="cityscapes-submission: labelId PNGs of a prepared --split and submission.zip")
+    p.add_argument("--split", default="test", help="with --format cityscapes-submission (default: test)")
+    p.add_argument("images", nargs="*")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="key=value")
     p.set_defaults(func=_predict)
 

@@ -51,6 +51,11 @@ class DataConfig:
     eval_split: str | None = None
     num_workers: int = 2
     eval_batch_size: int = 1
+    # the official release's recipe switches (docs/fidelity.md); None: the dataset's (MMSegmentation)
+    augmentation: str | None = None  # mmseg | openseg
+    normalisation: str | None = None  # mmseg | openseg
+    test_resize: bool | None = None  # False: test at the image's own size
+    class_weight: list[float] | None = None  # per-class CE weights (the release's FSCELoss ce_weight)
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,14 @@ class RunConfig:
         _require(d.test_mode in (None, "whole", "slide"), source, "data.test_mode", d.test_mode,
                  "whole or slide")
         _require(d.num_workers >= 0, source, "data.num_workers", d.num_workers, ">= 0")
+        for key in ("augmentation", "normalisation"):
+            _require(getattr(d, key) in (None, "mmseg", "openseg"), source, f"data.{key}", getattr(d, key),
+                     "mmseg or openseg")
+        if d.class_weight is not None:
+            n = getattr(self.model, "num_classes", None)
+            _require(all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
+                         for w in d.class_weight) and (n is None or len(d.class_weight) == n),
+                     source, "data.class_weight", d.class_weight, f"{n} non-negative numbers (one per class)")
 
     def dataset_spec(self):
         """The ``DatasetSpec`` of the data section, with its size overrides applied."""
@@ -189,7 +202,7 @@ class RunConfig:
         for key in ("crop_size", "base_scale", "ratio_range", "test_scale"):
             if getattr(d, key) is not None:
                 repl[key] = tuple(getattr(d, key))
-        for key in ("test_mode", "train_split", "eval_split"):
+        for key in ("test_mode", "train_split", "eval_split", "augmentation", "normalisation", "test_resize"):
             if getattr(d, key) is not None:
                 repl[key] = getattr(d, key)
         return dataclasses.replace(spec, **repl) if repl else spec

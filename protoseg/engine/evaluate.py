@@ -32,10 +32,12 @@ def build_eval_loader(root: str | Path, spec, split: str, *, num_workers: int = 
 def evaluate_model(model: nn.Module, loader, spec, *, device: torch.device | str = "cpu",
                    amp_dtype: torch.dtype | None = None, progress: bool = False) -> dict[str, Any]:
     """mIoU/aAcc/mAcc and per-class IoU of ``model`` on ``loader`` (reduced over DDP ranks).
-    The model is put in eval mode and restored to its previous mode afterwards."""
+    The model is put in eval mode and restored to its previous mode afterwards. Logits are resized
+    with the model's own ``align_corners`` (as in training)."""
     was_training = model.training
     model.eval()
     metric = SegMetric(spec.num_classes, spec.ignore_index, device=device)
+    align_corners = bool(getattr(model, "align_corners", False))
 
     def model_fn(x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=torch.device(device).type, dtype=amp_dtype,
@@ -52,7 +54,7 @@ def evaluate_model(model: nn.Module, loader, spec, *, device: torch.device | str
             for image, label in zip(batch["image"], batch["label"]):
                 image = image.unsqueeze(0).to(device)
                 label = label.to(device)
-                logits = inference(model_fn, image, spec, tuple(label.shape[-2:]))
+                logits = inference(model_fn, image, spec, tuple(label.shape[-2:]), align_corners=align_corners)
                 metric.update(logits.argmax(1)[0], label)
     finally:
         model.train(was_training)

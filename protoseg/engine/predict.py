@@ -40,7 +40,9 @@ def load_run(checkpoint: str | Path, overrides: list[str] | tuple[str, ...] = ()
     ck = load_checkpoint(checkpoint)
     cfg = RunConfig.from_dict(apply_overrides(ck["config"], list(overrides)), source=f"{checkpoint} config")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = build_model(cfg.model)
+    import dataclasses
+
+    model = build_model(dataclasses.replace(cfg.model, pretrained=None))  # the checkpoint holds every weight
     model.load_state_dict(ck["model"])
     model.to(device).eval()
     return LoadedRun(cfg=cfg, spec=cfg.dataset_spec(), model=model, device=device, iteration=int(ck["iteration"]))
@@ -63,11 +65,11 @@ def prototype_colors(classes: np.ndarray, protos: np.ndarray, palette, num_proto
 @torch.no_grad()
 def predict_images(run: LoadedRun, images, out_dir: str | Path, *, nearest: bool = True) -> list[Path]:
     from protoseg.data.inference import inference
-    from protoseg.data.transforms import TestPipeline
+    from protoseg.data.transforms import pipelines_from_spec
     from protoseg.heads import PrototypeHead
 
     out_dir = Path(out_dir)
-    pipe = TestPipeline(test_scale=run.spec.test_scale)
+    pipe = pipelines_from_spec(run.spec, train=False)
     model, spec, device = run.model, run.spec, run.device
     written: list[Path] = []
     for path in images:
@@ -76,7 +78,8 @@ def predict_images(run: LoadedRun, images, out_dir: str | Path, *, nearest: bool
             raise FileNotFoundError(f"{path}: image not found")
         rgb = read_rgb(path)
         x = pipe(rgb, np.zeros(rgb.shape[:2], dtype=np.int64))["image"].unsqueeze(0).to(device)
-        logits = inference(lambda t: model(t).logits.float(), x, spec, rgb.shape[:2])
+        logits = inference(lambda t: model(t).logits.float(), x, spec, rgb.shape[:2],
+                           align_corners=bool(getattr(model, "align_corners", False)))
         pred = logits.argmax(1)[0].cpu().numpy()
         color = colorize(pred, spec.palette)
         overlay = (0.5 * rgb.astype(np.float32) + 0.5 * color.astype(np.float32)).astype(np.uint8)

@@ -126,14 +126,17 @@ def seed_all(seed: int) -> None:
 
 def compute_losses(out, labels: torch.Tensor, *, ignore_index: int, aux_weight: float,
                    align_corners: bool = False, reduction: str = "per_rank",
-                   info: DistInfo | None = None) -> dict[str, torch.Tensor]:
+                   info: DistInfo | None = None, class_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Eq. 13 of the head (``ce``, ``ppc``, ``ppd``) plus ``aux`` (weight 0.4 in the recipes) and
     ``total``. The logged terms are this rank's means; with ``reduction="global"`` under DDP the
     ``total`` weighs each rank's means by its share of the global labelled pixels (one all-reduce),
-    so that DDP's gradient average equals the gradient of one process on the global batch."""
+    so that DDP's gradient average equals the gradient of one process on the global batch.
+    ``class_weight`` ([C], ``data.class_weight``) weighs the head's CE as the release's FSCELoss
+    (weighted mean over pixels); the auxiliary CE stays unweighted."""
     from protoseg.heads import segmentation_loss
 
-    terms = segmentation_loss(out.head, labels, ignore_index=ignore_index, align_corners=align_corners)
+    terms = segmentation_loss(out.head, labels, ignore_index=ignore_index, align_corners=align_corners,
+                              class_weight=class_weight)
     weights = {"ce": 1.0, **out.head.loss_weights}
     if out.aux_logits is not None:
         terms["aux"] = ce_loss(out.aux_logits, labels, ignore_index=ignore_index, align_corners=align_corners)
@@ -287,6 +290,8 @@ def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model) -> d
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, t_cfg.iters)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    class_weight = (torch.tensor(cfg.data.class_weight, dtype=torch.float32, device=device)
+                    if cfg.data.class_weight is not None else None)
     seed_all(cfg.run.seed + info.rank)
 
     start = 0
@@ -392,7 +397,8 @@ def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model) -> d
                         terms = compute_losses(out, labels, ignore_index=spec.ignore_index,
                                                aux_weight=cfg.model.aux_loss_weight,
                                                align_corners=cfg.model.align_corners,
-                                               reduction=t_cfg.loss_reduction, info=info)
+                                               reduction=t_cfg.loss_reduction, info=info,
+                                               class_weight=class_weight)
                     bad = _first_nonfinite(terms, info)
                     if bad is not None:
                         raise NonFiniteLossError(it, bad, float(terms[bad].detach().float().mean()))

@@ -55,6 +55,9 @@ class Entry:
     model_options: dict = field(default_factory=dict)
     paper: tuple | None = None  # (table key, row index, column index | None) in paper_tables.yaml
     paper_value: float | None = None  # explicit value (overrides `paper`)
+    recipe: str = "mmseg"  # a key of the list's `recipes` (mmseg: the scale's settings unchanged)
+    recipe_options: dict = field(default_factory=dict)  # {optim|data|train|model: {...}} over the recipe
+    recipe_settings: dict = field(default_factory=dict)  # resolved by expand_entries: recipe + options
 
 
 @dataclass
@@ -157,6 +160,7 @@ def expand_entries(data: dict) -> list[Entry]:
     if not isinstance(data, dict) or "tables" not in data:
         raise ExperimentError("experiment list: expected a mapping with `tables`")
     top = dict(data.get("defaults") or {})
+    recipes = {"mmseg": {}, **(data.get("recipes") or {})}
     out: list[Entry] = []
     for table, spec in data["tables"].items():
         tdef = {**top, **(spec.get("defaults") or {})}
@@ -182,9 +186,14 @@ def expand_entries(data: dict) -> list[Entry]:
             item.setdefault("table", table)
             try:
                 paper = item.pop("paper", None)
-                out.append(Entry(paper=tuple(paper) if paper else None, **item))
+                entry = Entry(paper=tuple(paper) if paper else None, **item)
             except TypeError as err:
                 raise ExperimentError(f"experiment {item.get('id', '?')} in {table}: {err}") from None
+            if entry.recipe not in recipes:
+                raise ExperimentError(f"experiment {entry.id}: recipe={entry.recipe!r}: expected one of "
+                                      f"{', '.join(recipes)}")
+            settings = _merge_sections(recipes[entry.recipe], entry.recipe_options, entry.id)
+            out.append(dataclasses.replace(entry, recipe_settings=settings))
     ids = [e.id for e in out]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
@@ -194,6 +203,22 @@ def expand_entries(data: dict) -> list[Entry]:
             raise ExperimentError(f"experiment {e.id}: head={e.head!r}: expected one of {', '.join(HEADS)}")
         if e.variant not in ("paper", "official"):
             raise ExperimentError(f"experiment {e.id}: variant={e.variant!r}: expected paper or official")
+    return out
+
+
+RECIPE_SECTIONS = ("model", "data", "optim", "train")
+
+
+def _merge_sections(recipe: dict, options: dict, where: str) -> dict:
+    """``recipe`` with ``options`` merged per section; only the engine's sections are allowed."""
+    out: dict = {}
+    for part in (recipe or {}, options or {}):
+        unknown = sorted(set(part) - set(RECIPE_SECTIONS))
+        if unknown:
+            raise ExperimentError(f"experiment {where}: recipe section(s) {unknown}; expected "
+                                  f"{', '.join(RECIPE_SECTIONS)}")
+        for section, values in part.items():
+            out[section] = {**out.get(section, {}), **(values or {})}
     return out
 
 
@@ -250,13 +275,17 @@ def compose(entry: Entry, scale: dict) -> dict:
     data.update((scale.get("model_data") or {}).get(f"{entry.model}@{entry.dataset}", {}))
 
     optim_name = model_map["optim"]
-    optim = {"name": optim_name, **(scale.get("optim", {}).get(optim_name) or {})}
+    optim = {"name": optim_name, **(scale.get("optim", {}).get(optim_name) or {}),
+             **(model_map.get("optim_options") or {})}  # per model, e.g. the SegFormer head lr x10
     try:
         sched = dict(scale["schedules"][entry.schedule])
     except KeyError:
         raise ExperimentError(f"{where}: schedule {entry.schedule!r} not in the scale's `schedules`") from None
     train = {**(scale.get("train") or {}), **sched}
-    return {"model": model, "data": data, "optim": optim, "train": train}
+    out = {"model": model, "data": data, "optim": optim, "train": train}
+    for section, values in (entry.recipe_settings or {}).items():  # the entry's recipe (e.g. official)
+        out[section] = {**out[section], **values}
+    return out
 
 
 def run_key(config: dict) -> str:

@@ -61,9 +61,11 @@ def table_frame(plan: Plan, name: str, params: dict | None = None) -> pd.DataFra
     if not rows:
         raise ValueError(f"no entries for table {name!r}")
     df = pd.DataFrame(rows, columns=COLUMNS)
-    if name == "discrepancy":  # each flip against the all-paper row
+    if name == "discrepancy":  # each method flip against the all-paper row, each recipe flip against the release
         base = df.loc[df["row"].str.startswith("paper (all"), "mIoU_mean"]
         df.insert(7, "vs_paper_row", df["mIoU_mean"] - (base.iloc[0] if len(base) else math.nan))
+        release = df.loc[df["row"].str.startswith("official (release"), "mIoU_mean"]
+        df.insert(8, "vs_official_row", df["mIoU_mean"] - (release.iloc[0] if len(release) else math.nan))
     return df
 
 

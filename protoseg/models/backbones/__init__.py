@@ -11,6 +11,7 @@ from .hrnet import HRNetV2
 from .mit import MIT_DEPTHS, MiT, mit_config
 from .resnet import ResNetV1c
 from .swin import Swin
+from .weights import load_backbone_file, read_backbone_file
 
 
 def build_backbone(name: str, *, pretrained: str | None = None, window_size: int | None = None,
@@ -18,7 +19,8 @@ def build_backbone(name: str, *, pretrained: str | None = None, window_size: int
     """The backbone called ``name`` (a key of ``BACKBONES``).
 
     ``window_size`` applies to Swin only (default 7), ``drop_path_rate`` to Swin (default 0.3) and MiT
-    (default 0.1); giving either to a family without it is an error.
+    (default 0.1); giving either to a family without it is an error. ``pretrained`` may be a backbone
+    file of ``protoseg convert-checkpoint`` (``weights.py``): built at random, then loaded strictly.
     """
     if name not in BACKBONES:
         raise ValueError(f"backbone={name!r}: expected one of {', '.join(BACKBONES)}")
@@ -27,13 +29,17 @@ def build_backbone(name: str, *, pretrained: str | None = None, window_size: int
         raise ValueError(f"window_size={window_size!r} applies to Swin backbones only, not backbone={name!r}")
     if drop_path_rate is not None and family not in ("swin", "mit"):
         raise ValueError(f"drop_path_rate={drop_path_rate!r} applies to Swin and MiT only, not backbone={name!r}")
-    kwargs: dict = {"pretrained": pretrained}
+    converted = read_backbone_file(pretrained) if pretrained not in (None, "hub") else None
+    kwargs: dict = {"pretrained": None if converted is not None else pretrained}
     if family == "swin":
         kwargs.update(window_size=7 if window_size is None else window_size, img_size=img_size,
                       drop_path_rate=0.3 if drop_path_rate is None else drop_path_rate)
     elif family == "mit":
         kwargs.update(drop_path_rate=0.1 if drop_path_rate is None else drop_path_rate)
-    return BACKBONES[name](**kwargs)
+    backbone = BACKBONES[name](**kwargs)
+    if converted is not None:
+        load_backbone_file(backbone, name, converted, pretrained)
+    return backbone
 
 
 def backbone_family(name: str) -> str:

@@ -8,11 +8,11 @@ from ..layers import ConvBNReLU, resize
 
 
 class MLPDecoder(nn.Module):
-    """``forward(feats)``: each ``[B, c_i, H/s_i, W/s_i]`` -> per-pixel linear layer to ``channels``
-    (with bias, i.e. a 1x1 conv, as in SegFormer / ``transformers``) -> bilinear to the first map's
-    size -> concatenate (deepest first) -> 1x1 conv-BN-ReLU fuse -> dropout ->
-    ``[B, channels, H/4, W/4]``. 768 channels for MiT-B2..B5 and Swin, 256 for MiT-B0/B1.
-    Learnable parameters: ``channels * (sum(c_i) + 4) + 4 * channels^2 + 2 * channels``.
+    """``forward(feats)``: each ``[B, c_i, H/s_i, W/s_i]`` -> 1x1 conv-BN-ReLU to ``channels``
+    (MMSegmentation's ``SegFormerHead``: a ``ConvModule`` per stage, conv without bias as BN follows)
+    -> bilinear to the first map's size -> concatenate (deepest first) -> 1x1 conv-BN-ReLU fuse ->
+    dropout -> ``[B, channels, H/4, W/4]``. 768 channels for MiT-B2..B5 and Swin, 256 for MiT-B0/B1.
+    Learnable parameters: ``channels * (sum(c_i) + 8) + 4 * channels^2 + 2 * channels`` (four stages).
     """
 
     def __init__(self, *, in_channels: tuple[int, ...] | list[int], channels: int = 768,
@@ -20,7 +20,7 @@ class MLPDecoder(nn.Module):
         super().__init__()
         self.out_channels = channels
         self.align_corners = align_corners
-        self.linears = nn.ModuleList(nn.Conv2d(c, channels, kernel_size=1) for c in in_channels)
+        self.linears = nn.ModuleList(ConvBNReLU(c, channels, kernel_size=1) for c in in_channels)
         self.fuse = ConvBNReLU(len(in_channels) * channels, channels, kernel_size=1)
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
 
