@@ -42,8 +42,8 @@ rule train:
         **_train_resources(),
     retries: 3  # preemption, node failure: the retry resumes from the newest periodic checkpoint
     shell:
-        "{params.threads_env} {params.launcher} experiments train {wildcards.key} --seed {wildcards.seed} "
-        "{COMMON_ARGS} --resume auto > {log} 2>&1"
+        "{params.threads_env} {params.launcher} experiments train {wildcards.key:q} --seed {wildcards.seed:q} "
+        "{COMMON_ARGS} --resume auto > {log:q} 2>&1"
 
 
 rule evaluate:
@@ -51,11 +51,13 @@ rule evaluate:
         ckpt=ancient(f"{RUNS}/{{key}}/s{{seed}}/checkpoints/final.pt"),
     output:
         f"{RUNS}/{{key}}/s{{seed}}_eval/{{split}}/metrics.json",
+    params:
+        out=lambda wc: f"{RUNS}/{wc.key}/s{wc.seed}_eval/{wc.split}",
     log:
         f"logs/{SCALE}/evaluate/{{key}}_s{{seed}}_{{split}}.log",
     benchmark:
         f"logs/{SCALE}/benchmarks/evaluate/{{key}}_s{{seed}}_{{split}}.tsv"
     threads: 1
     shell:
-        "OMP_NUM_THREADS={threads} {PS} evaluate --checkpoint {input.ckpt} --split {wildcards.split} "
-        "--out {RUNS}/{wildcards.key}/s{wildcards.seed}_eval/{wildcards.split} --quiet > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {PS} evaluate --checkpoint {input.ckpt:q} --split {wildcards.split:q} "
+        "--out {params.out:q} --quiet > {log:q} 2>&1"
