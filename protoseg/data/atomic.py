@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 TMP_PREFIX = ".tmp-"
-TMP_RE = re.compile(r"^\.tmp-.+\.[a-z0-9_]{1,16}$")  # TMP_PREFIX + name + "." + mkstemp's random part
+TMP_RE = re.compile(r"^\.tmp-.+\.[a-z0-9_]{8}$")  # TMP_PREFIX + name + "." + mkstemp's 8 random characters
 
 
 def current_umask() -> int:
