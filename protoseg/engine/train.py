@@ -347,6 +347,9 @@ def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model,
     spec = cfg.dataset_spec()
     if not cfg.data.root:
         raise ConfigError("data.root is empty: give the prepared root (data.root=/path/to/prepared)")
+    if not (Path(cfg.data.root) / "meta.json").is_file():  # before anything of the run is written
+        raise ConfigError(f"data.root={cfg.data.root}: not a complete prepared root (meta.json missing: "
+                          "preparation never finished or failed); run `protoseg prepare` first")
     if cfg.model.num_classes != spec.num_classes:
         raise ConfigError(f"model.num_classes={cfg.model.num_classes} but dataset {spec.name!r} has "
                           f"{spec.num_classes} classes")

@@ -19,7 +19,12 @@ def _plan(args):
 
     overrides = {"scale": getattr(args, "scale", None), "runs_dir": getattr(args, "runs_dir", None)}
     if getattr(args, "seeds", None):
-        overrides["seeds"] = [int(s) for s in args.seeds.split(",")]
+        from .experiments import ExperimentError
+
+        try:
+            overrides["seeds"] = [int(s) for s in args.seeds.split(",")]
+        except ValueError:
+            raise ExperimentError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
     pcfg = load_pipeline_config(args.pipeline_config, overrides)
     return pcfg, build_plan(pcfg)
 
