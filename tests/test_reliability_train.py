@@ -7,16 +7,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
-from engine_helpers import REPO, cli_env, make_root, run_cli, tiny_config, write_config
+from engine_helpers import REPO, cli_env, make_root, tiny_config, write_config
 from protoseg.engine import checkpoint as ckpt_lib
 from protoseg.engine import train as train_mod
 from protoseg.engine.config import ConfigError, RunConfig
