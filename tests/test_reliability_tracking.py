@@ -110,3 +110,11 @@ def test_run_dir_tag_is_repo_relative():
 
     assert repo_relative(REPO / "runs" / "mini" / "abc" / "s0") == "runs/mini/abc/s0"
     assert repo_relative("/elsewhere/x") == "/elsewhere/x"
+
+
+def test_commit_and_data_tags_name_every_attempt():
+    from protoseg.engine.tracking import _joined
+
+    info = {"git_commit": "a1", "git_commits": ["a1", "b2"], "data_hash": "d", "data_hashes": ["d"]}
+    assert _joined(info, "git_commit") == "a1,b2" and _joined(info, "data_hash") == "d"
+    assert _joined({}, "git_commit") == "unknown"

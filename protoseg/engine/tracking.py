@@ -6,7 +6,8 @@ This step reads them and logs one MLflow run per (``tracking.entry``, ``run.seed
 experiment ``tracking.experiment`` (one per paper table; its description, the ``mlflow.note.content``
 tag, says what the table is and in which units):
 
-- tags: ``table``, ``row``, ``column``, ``paper_value``, ``git_commit``, ``data_hash``, ``seed``,
+- tags: ``table``, ``row``, ``column``, ``paper_value``, ``git_commit``, ``data_hash`` (every distinct
+  one of the run's attempts, comma-separated, if a resume changed them), ``seed``,
   ``run_dir`` (relative to the repository when inside it), ``protoseg.key`` (``<entry>|seed=<seed>``),
   ``protoseg.content`` (sha256 of ``metrics.json`` and the resolved config) and ``protoseg.complete``;
 - params: the flattened resolved config;
@@ -117,6 +118,15 @@ def _finite(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def _joined(info: dict[str, Any], key: str) -> str:
+    """``run_info.json``'s ``key`` (the first attempt's); every distinct one, comma-separated, when
+    the attempts of a resumed run differ (``git_commits``/``data_hashes``)."""
+    many = info.get(f"{key}s") if key == "git_commit" else info.get("data_hashes")
+    if isinstance(many, list) and len(many) > 1:
+        return ",".join(str(x) for x in many)
+    return str(info.get(key, "unknown"))
+
+
 def content_hash(run: dict[str, Any]) -> str:
     """sha256 of ``metrics.json``'s bytes and the resolved config (canonical JSON, tracking included)."""
     h = hashlib.sha256(run["metrics_bytes"])
@@ -197,7 +207,7 @@ def log_run(client, run: dict[str, Any], artifact_root: Path) -> dict[str, Any]:
             "table": str(tr.get("table", "")), "row": str(tr.get("row", "")),
             "column": str(tr.get("column", "")),
             "paper_value": "" if tr.get("paper_value") is None else str(tr["paper_value"]),
-            "git_commit": str(info.get("git_commit", "unknown")), "data_hash": str(info.get("data_hash", "unknown")),
+            "git_commit": _joined(info, "git_commit"), "data_hash": _joined(info, "data_hash"),
             "run_dir": repo_relative(run["dir"])}
     start_ms, end_ms = run_times(run)
     mlrun = client.create_run(exp_id, run_name=f"{entry}-s{seed}", tags=tags, start_time=start_ms)
