@@ -87,3 +87,30 @@ def test_foreign_manifest_is_refused(src, tmp_path):
     with pytest.raises(DataError, match="manifest.json: not a manifest of protoseg prepare"):
         prepare("ade20k", src, dst, workers=1, progress=False)
     assert (dst / "manifest.json").read_text() == '["not", "ours"]'
+
+
+def _has_userns() -> bool:
+    import shutil
+    import subprocess
+
+    return shutil.which("unshare") is not None and subprocess.run(
+        ["unshare", "-rm", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _has_userns(), reason="needs unshare -rm (a private mount of a tiny tmpfs)")
+def test_disk_full_is_exit_74_naming_the_file(src, tmp_path):
+    """A REAL full disk: --dst is a 64 KiB tmpfs in a private mount namespace."""
+    import subprocess
+    import sys
+
+    from engine_helpers import REPO, cli_env
+
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    script = (f"mount -t tmpfs -o size=64k tmpfs '{dst}' && '{sys.executable}' -m protoseg.cli prepare ade20k "
+              f"--src '{src}' --dst '{dst}' --workers 2 --quiet")
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=REPO, env=cli_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 74, proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert line.startswith("error: ") and str(dst) in line and "ENOSPC" in line

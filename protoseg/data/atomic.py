@@ -53,11 +53,13 @@ def atomic_writer(path: str | Path, *, fsync: bool = False) -> Iterator[BinaryIO
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(err, OSError) and err.filename is None and err.errno is not None:
+            raise OSError(err.errno, err.strerror, str(path)) from None  # name the file (disk full, ...)
         raise
 
 

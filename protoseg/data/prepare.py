@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import multiprocessing
 import os
 import time
@@ -43,6 +44,8 @@ CONVERTER_VERSION = 1
 META = "meta.json"
 MANIFEST_SAVE_EVERY_S = 20.0
 MAX_REPORTED_ERRORS = 20
+# environment faults a worker does not turn into a per-file error (the CLI exits 74 naming the file)
+ENV_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +89,10 @@ def convert_sample(task: Task) -> tuple[str, object]:
         return _convert_sample(task)
     except DataError as err:
         return ("error", str(err))
+    except OSError as err:
+        if err.errno in ENV_ERRNOS:  # disk full, permission denied: stop the whole run (exit 74)
+            raise
+        return ("error", f"{task.image_src} / {task.label_src}: {type(err).__name__}: {err}")
     except Exception as err:  # anything unexpected still names the files
         return ("error", f"{task.image_src} / {task.label_src}: {type(err).__name__}: {err}")
 
