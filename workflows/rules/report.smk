@@ -1,6 +1,16 @@
 # Parameter counts, MLflow logging, tables and figures. Inputs restored by `dvc pull` are ancient():
 # their fresh modification times must not trigger re-runs (a producing job that does run still
 # re-runs its consumers). Every value from the config reaches the shell quoted ({x:q}, COMMON_ARGS).
+# PLAN_DIGEST (a param): an edit of the experiment list or the paper values (tracking sections, run
+# keys) re-runs the tables and the MLflow logging, so both follow it and agree.
+import hashlib as _hashlib
+import json as _json
+
+from protoseg.pipeline.experiments import tracking_section as _tracking_section  # noqa: E402
+
+PLAN_DIGEST = _hashlib.sha256(_json.dumps(
+    {e: [PLAN.entry_run[e], _tracking_section(PLAN, PLAN.entries[e])] for e in PLAN.entries},
+    sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 rule params:
@@ -23,6 +33,7 @@ rule log_mlflow:
     params:
         uri=config["mlflow"]["tracking_uri"],
         root=config["mlflow"]["artifact_root"],
+        plan=PLAN_DIGEST,
     log:
         f"logs/{SCALE}/log_mlflow.log",
     benchmark:
@@ -50,6 +61,7 @@ rule build_tables:
     params:
         tables=config["tables"],
         out=f"{RESULTS}/tables",
+        plan=PLAN_DIGEST,
     log:
         f"logs/{SCALE}/tables.log",
     benchmark:
