@@ -164,7 +164,7 @@ def _dvc_yaml(args) -> int:
         current = Path(args.out).read_text() if Path(args.out).is_file() else ""
         if current != text:
             print(f"error: {args.out} is out of date; run `protoseg experiments dvc-yaml`", file=sys.stderr)
-            return 1
+            return 2
         return 0
     Path(args.out).write_text(text)
     print(json.dumps({"written": args.out}))
