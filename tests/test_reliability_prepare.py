@@ -98,8 +98,10 @@ def _has_userns() -> bool:
 
 
 @pytest.mark.skipif(not _has_userns(), reason="needs unshare -rm (a private mount of a tiny tmpfs)")
-def test_disk_full_is_exit_74_naming_the_file(src, tmp_path):
-    """A REAL full disk: --dst is a 64 KiB tmpfs in a private mount namespace."""
+@pytest.mark.parametrize("opts,word", [("size=64k", "ENOSPC"), ("ro", "EROFS")])
+def test_environment_faults_are_exit_74_naming_the_file(src, tmp_path, opts, word):
+    """A REAL full (or read-only) disk: --dst is a 64 KiB (read-only) tmpfs in a private mount
+    namespace."""
     import subprocess
     import sys
 
@@ -107,10 +109,10 @@ def test_disk_full_is_exit_74_naming_the_file(src, tmp_path):
 
     dst = tmp_path / "dst"
     dst.mkdir()
-    script = (f"mount -t tmpfs -o size=64k tmpfs '{dst}' && '{sys.executable}' -m protoseg.cli prepare ade20k "
+    script = (f"mount -t tmpfs -o {opts} tmpfs '{dst}' && '{sys.executable}' -m protoseg.cli prepare ade20k "
               f"--src '{src}' --dst '{dst}' --workers 2 --quiet")
     proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=REPO, env=cli_env(), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 74, proc.stderr
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert line.startswith("error: ") and str(dst) in line and "ENOSPC" in line
+    assert line.startswith("error: ") and str(dst) in line and word in line
