@@ -118,3 +118,31 @@ def test_commit_and_data_tags_name_every_attempt():
     info = {"git_commit": "a1", "git_commits": ["a1", "b2"], "data_hash": "d", "data_hashes": ["d"]}
     assert _joined(info, "git_commit") == "a1,b2" and _joined(info, "data_hash") == "d"
     assert _joined({}, "git_commit") == "unknown"
+
+
+def test_pipeline_paper_value_edit_replaces_and_agrees_with_the_table(tmp_path):
+    """An experiments.yaml edit of an entry's paper value: the next logging replaces the MLflow run,
+    whose paper_mIoU and delta are the table's."""
+    import dataclasses
+
+    from protoseg.pipeline.experiments import build_plan
+    from protoseg.pipeline.tables import table_frame
+    from protoseg.pipeline.tracking import log_plan_runs
+
+    plan = build_plan(scale="mini", seeds=[0], runs_dir=str(tmp_path / "runs"))
+    key = plan.entry_run["t1-fcn-r101"]
+    d = Path(plan.run_dir(key, 0))
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(yaml.safe_dump(plan.run_config(key, 0)))
+    (d / "metrics.json").write_text(json.dumps({"mIoU": 0.25, "aAcc": 0.5, "mAcc": 0.3, "iteration": 60}))
+    uri, art = _store(tmp_path)
+    assert {r["status"] for r in log_plan_runs(plan, [key], tracking_uri=uri, artifact_root=str(art))} == {"logged"}
+    plan.entries["t1-fcn-r101"] = dataclasses.replace(plan.entries["t1-fcn-r101"], paper_value=30.0)
+    res = log_plan_runs(plan, [key], tracking_uri=uri, artifact_root=str(art))
+    assert {r["status"] for r in res if "t1-fcn" in r["key"]} == {"replaced"}
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("mini/table1").experiment_id],
+                                filter_string="tags.entry = 't1-fcn-r101'")
+    row = table_frame(plan, "table1").set_index("row").loc["FCN, ResNet-101"]
+    assert run.data.metrics["paper_mIoU"] == pytest.approx(row["paper_mIoU"]) == pytest.approx(30.0)
+    assert run.data.metrics["delta_vs_paper"] == pytest.approx(-5.0)
