@@ -1,11 +1,27 @@
 """The ``protoseg`` command line: one subcommand per pipeline step.
 
 Each subcommand lives in the module that implements it and registers itself through
-``add_parser(subparsers)``; this file only assembles them.
+``add_parser(subparsers)``; this file only assembles them and applies the one exit contract of the
+whole CLI (docs/errors.md):
+
+====  =====================================================================================
+0     done
+1     an unexpected internal error (a bug: the traceback is printed; please report it)
+2     a user error: bad argument, config, data, checkpoint or run folder; ONE line ``error: ...``
+      naming the file, key or value and what was expected; nothing written or lost
+3     a loss term became NaN/inf (the last good checkpoint is kept)
+74    an environment fault (EX_IOERR): disk full (ENOSPC/EDQUOT), permission denied
+      (EACCES/EPERM/EROFS), an I/O error; one line naming the file
+75    preempted (SIGUSR1/SIGTERM) after writing a checkpoint (EX_TEMPFAIL): rerun with
+      ``--resume auto``; the only status the workflow retries
+130   interrupted by Ctrl-C (SIGINT) after writing a checkpoint; a second Ctrl-C aborts at once
+      (also 130, no new checkpoint)
+====  =====================================================================================
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -18,6 +34,42 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "protoseg.pipeline.cli",
     "protoseg.convert",
 )
+EXIT_USAGE = 2
+EXIT_NONFINITE = 3
+EXIT_IOERR = 74
+EXIT_PREEMPTED = 75
+EXIT_INTERRUPTED = 130
+# the user-error exceptions of the package (looked up only in modules already imported: the one
+# that raised is)
+USER_ERRORS = (("protoseg.engine.config", "ConfigError"), ("protoseg.engine.checkpoint", "CheckpointError"),
+               ("protoseg.data.errors", "DataError"), ("protoseg.engine.tracking", "TrackingError"),
+               ("protoseg.pipeline.experiments", "ExperimentError"))
+USER_ERRNOS = {errno.ENOENT: "no such file or directory", errno.ENOTDIR: "not a directory",
+               errno.EISDIR: "is a directory", errno.ENAMETOOLONG: "file name too long"}
+ENV_HINTS = {errno.ENOSPC: "disk full (ENOSPC): free space, then rerun (training: --resume auto continues "
+                           "from the last checkpoint)",
+             errno.EDQUOT: "disk quota exceeded (EDQUOT): free space or raise the quota, then rerun",
+             errno.EACCES: "permission denied (EACCES): check the folder's owner and mode",
+             errno.EPERM: "operation not permitted (EPERM): check the folder's owner and mode",
+             errno.EROFS: "read-only file system (EROFS): write somewhere else",
+             errno.EIO: "input/output error (EIO): the disk or network file system failed"}
+
+
+def user_error_types() -> tuple[type, ...]:
+    return tuple(getattr(sys.modules[m], n) for m, n in USER_ERRORS if m in sys.modules)
+
+
+def classify_os_error(err: OSError) -> tuple[int, str]:
+    """(exit status, one-line message) of an ``OSError``: a missing path is the user's (2), the
+    rest an environment fault (74)."""
+    where = err.filename if err.filename is not None else ""
+    if err.filename2 is not None:
+        where = f"{where} -> {err.filename2}"
+    where = f"{where}: " if where else ""
+    if err.errno in USER_ERRNOS:
+        return EXIT_USAGE, f"{where}{USER_ERRNOS[err.errno]}"
+    hint = ENV_HINTS.get(err.errno) or f"{err.strerror or err} ({errno.errorcode.get(err.errno, 'OSError')})"
+    return EXIT_IOERR, f"{where}{hint}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,11 +83,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # bad arguments: argparse's usage line and status 2
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
-    return int(args.func(args) or 0)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C): stopped at once, no new checkpoint (the last periodic one is kept)",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as err:
+        code, msg = classify_os_error(err)
+        print(f"error: {msg}", file=sys.stderr)
+        return code
+    except Exception as err:  # noqa: BLE001 - user errors of any subcommand, else re-raised
+        if isinstance(err, user_error_types()):
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
 
 
 if __name__ == "__main__":

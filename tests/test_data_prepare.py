@@ -199,7 +199,7 @@ def test_rerun_skips_and_repairs(tmp_path):
     # a damaged output and a stale temp file: only that pair is redone, the temp file removed
     victim = dst / "labels" / "train" / "ADE_train_00000003.png"
     victim.write_bytes(victim.read_bytes()[:50])
-    (dst / "labels" / "train" / ".tmp-x.png.123").write_bytes(b"partial")
+    (dst / "labels" / "train" / ".tmp-x.png.k2j_4x9a").write_bytes(b"partial")
     with pytest.raises(DataError):
         check_root(dst, checksums=True)
     third = prepare("ade20k", tmp_path / "src", dst, workers=1, progress=False)

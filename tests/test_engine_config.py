@@ -27,7 +27,7 @@ def test_unknown_key_lists_valid_keys(tmp_path):
         load_config(None, ["trian.iters=3"])
     with pytest.raises(ConfigError, match="valid keys: .*backbone"):
         load_config(None, ["model.backbon=mit_b0"])
-    with pytest.raises(ConfigError, match=r"train.iters='x': expected a int"):
+    with pytest.raises(ConfigError, match=r"train.iters='x': expected an int"):
         load_config(None, ["train.iters=x"])
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")

@@ -64,7 +64,7 @@ def test_log_read_back_and_idempotent(tmp_path):
                                                                                 "48.5")
     assert tags["git_commit"] == "abc123" and tags["data_hash"] == "d" * 64 and tags["seed"] == "1"
     assert params["model.backbone"] == "mit_b0" and params["train.iters"] == "6"
-    assert metrics["mIoU"] == pytest.approx(0.376)
+    assert metrics["mIoU"] == pytest.approx(37.6)  # the tables' unit: %
     assert metrics["delta_vs_paper"] == pytest.approx(37.6 - 48.5)
     hist = client.get_metric_history(run.info.run_id, "train/ce")
     assert [(m.step, round(m.value, 6)) for m in sorted(hist, key=lambda m: m.step)] == [

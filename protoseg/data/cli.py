@@ -25,7 +25,7 @@ def _prepare(args: argparse.Namespace) -> int:
             print("error: prepare needs --src and --dst (or --check ROOT)", file=sys.stderr)
             return 2
         meta = prepare(args.dataset, args.src, args.dst, splits=args.splits, workers=args.workers,
-                       progress=not args.quiet, topn_by=args.topn_by)
+                       progress=not args.quiet, topn_by=args.topn_by, force=args.force)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -59,6 +59,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: cores, <= 8)")
     p.add_argument("--topn-by", choices=("pixels", "list"), default="pixels",
                    help="ade20k-full: rank classes by measured training pixels or by the 847 list order")
+    p.add_argument("--force", action="store_true",
+                   help="adopt a non-empty --dst that prepare did not write (its files are kept)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_prepare)
 

@@ -31,9 +31,10 @@ def entry_is_valid(path: Path, entry: dict | None, dep: str) -> bool:
 
 
 class Manifest:
-    def __init__(self, root: Path, dataset: str, files: dict[str, dict] | None = None):
+    def __init__(self, root: Path, dataset: str, files: dict[str, dict] | None = None, *, exists: bool = False):
         self.root, self.dataset = Path(root), dataset
         self.files: dict[str, dict] = files or {}
+        self.exists = exists  # read from disk (the folder is a root that prepare wrote)
 
     @classmethod
     def load(cls, root: str | Path, dataset: str) -> "Manifest":
@@ -42,13 +43,18 @@ class Manifest:
             return cls(Path(root), dataset)
         try:
             data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}: not valid JSON ({err}); delete it to rebuild the root") from err
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DataError(f"{path}: not valid JSON ({err}); delete it to rebuild the root") from None
+        if (not isinstance(data, dict) or data.get("format") != FORMAT_VERSION
+                or not isinstance(data.get("files"), dict)):
+            raise DataError(f"{path}: not a manifest of protoseg prepare (expected format {FORMAT_VERSION} "
+                            "with a 'files' mapping); use another --dst")
         if data.get("dataset") != dataset:
             raise DataError(f"{path}: root was prepared for {data.get('dataset')!r}, not {dataset!r}; "
                             "use another --dst")
-        return cls(Path(root), dataset, data.get("files", {}))
+        return cls(Path(root), dataset, data["files"], exists=True)
 
     def save(self) -> None:
         write_json_atomic(self.root / MANIFEST, {"format": FORMAT_VERSION, "dataset": self.dataset,
                                                  "files": dict(sorted(self.files.items()))})
+        self.exists = True

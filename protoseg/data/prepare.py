@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import multiprocessing
 import os
 import time
@@ -35,7 +36,7 @@ from protoseg.data.atomic import remove_stale_temps, sha256_bytes, write_bytes_a
 from protoseg.data.errors import DataError
 from protoseg.data.formats import get_format
 from protoseg.data.image_io import decode_image, encode_jpeg, encode_png
-from protoseg.data.manifest import Manifest, entry_is_valid
+from protoseg.data.manifest import MANIFEST, Manifest, entry_is_valid
 from protoseg.data.specs import get_spec
 from protoseg.data.transforms import resize_nearest
 
@@ -43,6 +44,8 @@ CONVERTER_VERSION = 1
 META = "meta.json"
 MANIFEST_SAVE_EVERY_S = 20.0
 MAX_REPORTED_ERRORS = 20
+# environment faults a worker does not turn into a per-file error (the CLI exits 74 naming the file)
+ENV_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +89,10 @@ def convert_sample(task: Task) -> tuple[str, object]:
         return _convert_sample(task)
     except DataError as err:
         return ("error", str(err))
+    except OSError as err:
+        if err.errno in ENV_ERRNOS:  # disk full, permission denied: stop the whole run (exit 74)
+            raise
+        return ("error", f"{task.image_src} / {task.label_src}: {type(err).__name__}: {err}")
     except Exception as err:  # anything unexpected still names the files
         return ("error", f"{task.image_src} / {task.label_src}: {type(err).__name__}: {err}")
 
@@ -169,23 +176,34 @@ class _Collector:
                         f"incomplete (no {META}):\n  {shown}{more}")
 
 
-def _remove_unexpected(root: Path, manifest: Manifest, expected: set[str],
-                       folders: Iterable[str]) -> int:
-    """Delete outputs (from an older run) that the current source no longer produces."""
+def _remove_unexpected(root: Path, manifest: Manifest, expected: set[str]) -> int:
+    """Delete outputs of an older run that the current source no longer produces: only files the
+    manifest lists (ours), never anything else in the folder."""
     n = 0
-    for folder in folders:
-        d = root / folder
-        if not d.is_dir():
-            continue
-        for p in d.rglob("*"):
-            rel = p.relative_to(root).as_posix()
-            if p.is_file() and rel not in expected:
-                p.unlink()
-                manifest.files.pop(rel, None)
-                n += 1
-    for rel in [r for r in manifest.files if r not in expected]:
+    for rel in sorted(r for r in manifest.files if r not in expected):
+        p = root / rel
+        if p.is_file() and not p.is_symlink():
+            p.unlink()
+            n += 1
         del manifest.files[rel]
     return n
+
+
+def _claim_dst(dst: Path, dataset: str, force: bool) -> Manifest:
+    """The manifest of ``dst``; a non-empty ``dst`` without one of ours is refused (``force``: adopted,
+    an empty manifest: nothing in it is ever deleted). The manifest is saved before any output is
+    written, so every later run knows the folder is ours."""
+    manifest = Manifest.load(dst, dataset)
+    if not manifest.exists and dst.is_dir() and any(dst.iterdir()):
+        if not force:
+            raise DataError(f"--dst {dst} is not empty and holds no {MANIFEST} of protoseg prepare; "
+                            "refusing to write into (and clean up) a folder this tool did not make. "
+                            "Use an empty or new folder, or pass --force to adopt it (files not written "
+                            "by prepare are then kept, never deleted)")
+    dst.mkdir(parents=True, exist_ok=True)
+    if not manifest.exists:
+        manifest.save()
+    return manifest
 
 
 def default_workers() -> int:
@@ -194,8 +212,12 @@ def default_workers() -> int:
 
 
 def prepare(dataset: str, src: str | Path, dst: str | Path, *, splits: Iterable[str] | None = None,
-            workers: int | None = None, progress: bool = True, topn_by: str = "pixels") -> dict:
-    """Prepare ``dataset`` from the official folder ``src`` into ``dst``; returns ``meta.json``'s dict."""
+            workers: int | None = None, progress: bool = True, topn_by: str = "pixels",
+            force: bool = False) -> dict:
+    """Prepare ``dataset`` from the official folder ``src`` into ``dst``; returns ``meta.json``'s dict.
+
+    ``dst`` must be empty, absent or a root this function prepared before (it has our manifest);
+    ``force=True`` adopts another folder. Only files listed in the manifest are ever deleted."""
     t0 = time.monotonic()
     fmt = get_format(dataset)
     spec = get_spec(dataset)
@@ -211,10 +233,9 @@ def prepare(dataset: str, src: str | Path, dst: str | Path, *, splits: Iterable[
 
     if src == dst or dst in src.parents:
         raise DataError(f"--dst {dst} must not be inside --src {src}")
-    dst.mkdir(parents=True, exist_ok=True)
+    manifest = _claim_dst(dst, dataset, force)
     (dst / META).unlink(missing_ok=True)  # the root is incomplete from here until the end
     remove_stale_temps(dst)
-    manifest = Manifest.load(dst, dataset)
 
     tasks = []
     for split, items in samples.items():
@@ -231,9 +252,7 @@ def prepare(dataset: str, src: str | Path, dst: str | Path, *, splits: Iterable[
     if dataset == "ade20k-full":
         expected |= {f"labels_top{n}/{t.label_out[len('labels/'):]}"
                      for t in tasks for n in ranking_mod.SUBSET_SIZES}
-    folders = [f"{kind}/{s}" for s in fmt.splits + ("test",) for kind in ("images", "labels")]
-    folders += [f"labels_top{n}" for n in ranking_mod.SUBSET_SIZES]
-    removed = _remove_unexpected(dst, manifest, expected, folders)
+    removed = _remove_unexpected(dst, manifest, expected)
 
     collector = _Collector(manifest)
     try:

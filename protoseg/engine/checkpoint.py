@@ -58,11 +58,42 @@ def _to_lists(x):
 
 
 # ---- save / load ----------------------------------------------------------------------------------
+class _WriteErrors:
+    """A file object that remembers the ``OSError`` of a failed write: ``torch.save`` turns it into a
+    ``RuntimeError`` ("file write failed"), which would hide ENOSPC/EACCES from the caller."""
+
+    def __init__(self, f):
+        self._f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
 def save_atomic(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace``."""
+    """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace``. A failed write
+    (disk full, ...) raises its ``OSError`` naming ``path``; the temp file is removed and an older
+    file at ``path`` stays as it was."""
     path = Path(path)
-    with atomic_writer(path, fsync=True) as f:
-        torch.save(obj, f)
+    try:
+        with atomic_writer(path, fsync=True) as f:
+            w = _WriteErrors(f)
+            try:
+                torch.save(obj, w)
+            except RuntimeError:
+                if w.error is not None:
+                    raise w.error from None
+                raise
+    except OSError as err:
+        if err.filename is None:
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        raise
     return path
 
 

@@ -1,8 +1,9 @@
 """Subcommands ``train``, ``evaluate``, ``predict`` and ``log-mlflow`` (registered in ``protoseg/cli.py``).
 
-Exit statuses: 0 done; 2 bad config, checkpoint or arguments; 3 a non-finite loss
-(``EXIT_NONFINITE``); 75 stopped by SIGUSR1/SIGTERM after writing a checkpoint (``EXIT_PREEMPTED``,
-retry with ``--resume auto``; inside SLURM the job was requeued).
+Exit statuses (the CLI's one contract, ``protoseg/cli.py`` and docs/errors.md): 0 done; 2 bad config,
+data, checkpoint or arguments; 3 a non-finite loss (``EXIT_NONFINITE``); 74 disk full / permission
+denied; 75 stopped by SIGUSR1/SIGTERM after writing a checkpoint (``EXIT_PREEMPTED``, retry with
+``--resume auto``; inside SLURM the job was requeued); 130 stopped by Ctrl-C after writing a checkpoint.
 """
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ from pathlib import Path
 def _train(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError
     from .config import ConfigError, load_config
-    from .train import EXIT_NONFINITE, EXIT_PREEMPTED, NonFiniteLossError, Preempted, train
+    from protoseg.data.errors import DataError
+
+    from .train import (EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_PREEMPTED, Interrupted, NonFiniteLossError,
+                        Preempted, train)
 
     try:
         cfg = load_config(args.config, args.overrides)
-        metrics = train(cfg, resume=args.resume)
-    except (ConfigError, CheckpointError) as err:
+        metrics = train(cfg, resume=args.resume, allow_data_change=getattr(args, "allow_data_change", False))
+    except (ConfigError, CheckpointError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:
@@ -29,12 +33,17 @@ def _train(args: argparse.Namespace) -> int:
     except Preempted as err:
         print(str(err), file=sys.stderr)
         return EXIT_PREEMPTED
+    except Interrupted as err:
+        print(str(err), file=sys.stderr)
+        return EXIT_INTERRUPTED
     if metrics:
         print(json.dumps({"run_dir": str(cfg.run_dir), "mIoU": metrics["mIoU"], "aAcc": metrics["aAcc"]}))
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from protoseg.data.errors import DataError
+
     from .checkpoint import CheckpointError
     from .config import ConfigError
     from .predict import load_run
@@ -50,7 +59,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         path = write_eval_outputs(out, metrics, run.spec.class_names, extra={
             "iteration": run.iteration, "split": split, "dataset": run.spec.name,
             "checkpoint": str(args.checkpoint), "seed": run.cfg.run.seed})
-    except (ConfigError, CheckpointError, FileNotFoundError) as err:
+    except (ConfigError, CheckpointError, DataError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps({"metrics": str(path), "mIoU": metrics["mIoU"], "aAcc": metrics["aAcc"]}))
@@ -58,6 +67,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from protoseg.data.errors import DataError
+
     from .checkpoint import CheckpointError
     from .config import ConfigError
     from .predict import load_run, predict_images
@@ -72,7 +83,7 @@ def _predict(args: argparse.Namespace) -> int:
         if not args.images:
             raise ConfigError("predict: give IMAGES (or --format cityscapes-submission --split SPLIT)")
         written = predict_images(run, args.images, args.out, nearest=not args.no_nearest)
-    except (ConfigError, CheckpointError, FileNotFoundError) as err:
+    except (ConfigError, CheckpointError, DataError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps({"written": [str(p) for p in written]}))
@@ -99,6 +110,9 @@ def add_parser(subparsers) -> None:
     t.add_argument("--config", help="YAML config (see docs/engine.md); omitted: all defaults")
     t.add_argument("--resume", metavar="auto|CKPT",
                    help="'auto': continue from the newest valid checkpoint of the run; or a checkpoint path")
+    t.add_argument("--allow-data-change", action="store_true",
+                   help="resume even though the prepared data (data hash) differs from the checkpoint's; "
+                        "recorded in run_info.json")
     t.add_argument("overrides", nargs="*", metavar="key=value")
     t.set_defaults(func=_train)
 
@@ -131,7 +145,8 @@ def add_parser(subparsers) -> None:
     m = subparsers.add_parser(
         "log-mlflow", help="log finished runs into MLflow (idempotent, safe to run concurrently)",
         description="One MLflow run per (tracking.entry, seed) in the experiment tracking.experiment; "
-                    "runs already logged are skipped.")
+                    "the same content (metrics.json + config) is skipped, changed content replaces the "
+                    "old MLflow run.")
     m.add_argument("run_dirs", nargs="+")
     m.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///<repo>/mlruns/mlflow.db")
     m.add_argument("--artifact-root", help="default: <repo>/mlruns/artifacts")

@@ -10,13 +10,17 @@ A config file (YAML) has five sections; every key is optional and has the defaul
     tracking: TrackingConfig (MLflow experiment = paper table, row, column, paper value)
 
 ``load_config(path, overrides)`` reads the file, applies overrides such as ``train.iters=100`` or
-``model.method.momentum=0.99`` (values parsed as YAML), and validates: an unknown key is an error
+``model.method.momentum=0.99`` (values parsed as YAML; numbers as people write them: ``6e-5`` and
+``1e3`` are floats in files and overrides alike, which YAML 1.1 reads as strings), and validates: an unknown key is an error
 listing the valid keys of its section. ``RunConfig.to_dict()`` is what ``train`` writes beside the run
 (``config.yaml``), with the model config resolved (every ``None`` default filled in).
 """
 from __future__ import annotations
 
 import dataclasses
+import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,22 @@ import yaml
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the key or the file."""
+
+
+class NumberLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``6e-5``, ``1e3``, ``-2E+4`` as floats (YAML 1.2's rule;
+    PyYAML's YAML 1.1 wants a dot and a signed exponent)."""
+
+
+NumberLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def load_yaml(text: str) -> Any:
+    """YAML with :class:`NumberLoader` (configs and overrides)."""
+    return yaml.load(text, Loader=NumberLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 @dataclass(frozen=True)
@@ -231,14 +251,66 @@ def _build(kind: type, raw: Any, base: Any, where: str) -> Any:
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {', '.join(fields)}")
+    hints = typing.get_type_hints(kind)
     values = {}
     for key, value in raw.items():
         default = getattr(base, key)
+        hint = hints.get(key, Any)
+        optional = _allows_none(hint)
+        if value is None and not optional:
+            raise ConfigError(f"{where}.{key} is empty: expected {_describe(hint, default)}")
         if value is not None and default is not None and not _same_kind(value, default):
-            raise ConfigError(f"{where}.{key}={value!r}: expected a {type(default).__name__} "
-                              f"like the default {default!r}")
+            raise ConfigError(f"{where}.{key}={value!r}: expected {_describe(hint, default)}")
+        if value is not None and default is None and not _matches(value, hint):
+            raise ConfigError(f"{where}.{key}={value!r}: expected {_describe(hint, default)}")
         values[key] = float(value) if isinstance(default, float) and isinstance(value, int) else value
     return dataclasses.replace(base, **values)
+
+
+def _allows_none(hint: Any) -> bool:
+    return hint is Any or type(None) in typing.get_args(hint)
+
+
+def _non_none(hint: Any) -> list[Any]:
+    return [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_args(hint) and (
+        typing.get_origin(hint) in (typing.Union, types.UnionType)) else [hint]
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the annotation ``hint`` (int, float, bool, str, list[...], optional)."""
+    for h in _non_none(hint):
+        if h is Any:
+            return True
+        origin = typing.get_origin(h)
+        if origin in (list, tuple):
+            (item,) = typing.get_args(h)[:1] or (Any,)
+            if isinstance(value, (list, tuple)) and all(_matches(v, item) for v in value):
+                return True
+        elif h is float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return True
+        elif h is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return True
+        elif isinstance(h, type) and isinstance(value, h):
+            return True
+    return False
+
+
+def _describe(hint: Any, default: Any) -> str:
+    names = []
+    for h in _non_none(hint):
+        origin = typing.get_origin(h)
+        if origin in (list, tuple):
+            (item,) = typing.get_args(h)[:1] or (Any,)
+            names.append(f"a list of {getattr(item, '__name__', 'values')}s")
+        else:
+            name = getattr(h, "__name__", str(h))
+            names.append(f"{'an' if name[0] in 'aeiou' else 'a'} {name}")
+    text = " or ".join(names)
+    if _allows_none(hint):
+        text += " (or leave it out)"
+    return f"{text}, like the default {default!r}" if default is not None else text
 
 
 def _same_kind(value: Any, default: Any) -> bool:
@@ -259,6 +331,18 @@ def _model_config(raw: Any, data: DataConfig, source: str):
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: model: expected a mapping")
     raw = dict(raw)
+    method = raw.get("method")
+    if method is not None and not isinstance(method, dict):
+        raise ConfigError(f"{source}: model.method={method!r}: expected a mapping of method settings")
+    if isinstance(method, dict):
+        # a partial method section (e.g. the override model.method.update_assignment=gumbel) starts from
+        # the preset of this model: its K and its variant
+        method = dict(method)
+        if "num_prototypes" in method and "num_prototypes" not in raw:
+            raw["num_prototypes"] = method["num_prototypes"]
+        method.setdefault("num_prototypes", raw.get("num_prototypes", 10))
+        method.setdefault("variant", raw.get("method_variant", "paper"))
+        raw["method"] = method
     if "num_classes" not in raw:
         try:
             raw["num_classes"] = _dataset_num_classes(data)
@@ -285,7 +369,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if len(path) < 2 or not all(path):
         raise ConfigError(f"override {text!r}: the key must be section.key, e.g. optim.lr=0.02")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = load_yaml(value) if value.strip() else None
     except yaml.YAMLError as err:
         raise ConfigError(f"override {text!r}: value is not valid YAML: {err}") from None
     return path, parsed
@@ -321,9 +405,18 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = load_yaml(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file (not UTF-8); expected a YAML config") from None
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+            raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read the config ({err.strerror})") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections (run, model, data, optim, train, "
+                              f"tracking) at the top level, got a {type(data).__name__}")
     if overrides:
         source = f"{source} + overrides"
     return RunConfig.from_dict(apply_overrides(data, list(overrides)), source=source)

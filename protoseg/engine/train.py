@@ -1,7 +1,8 @@
 """The training loop, top to bottom: ``train(cfg, resume=...)``.
 
-Files of a run (``<output_dir>/<name>/``): ``config.yaml`` (resolved), ``run_info.json`` (git commit,
-data hash, world size), ``train_log.jsonl`` (loss terms, lr, throughput every ``log_interval``),
+Files of a run (``<output_dir>/<name>/``): ``config.yaml`` (resolved), ``run_info.json`` (provenance:
+one record per attempt, never overwritten: start iteration, git commit, data hash, host, time, world
+size; ``finished`` at the end), ``train_log.jsonl`` (loss terms, lr, throughput every ``log_interval``),
 ``val_log.jsonl`` (periodic validation), ``checkpoints/`` and, at the end, ``metrics.json``,
 ``per_class_iou.csv``, ``confusion.png``.
 
@@ -13,10 +14,12 @@ a checkpoint records, and 1 process sees the same global batches as N.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,7 +32,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from protoseg.data.atomic import write_bytes_atomic, write_json_atomic
+from protoseg.data.atomic import remove_stale_temps, write_bytes_atomic, write_json_atomic
 from protoseg.data.dataset import SegmentationDataset
 from protoseg.method.losses import ce_loss
 
@@ -40,6 +43,7 @@ from .evaluate import build_eval_loader, evaluate_model, write_eval_outputs
 from .optim import build_optimizer, build_scheduler
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpoint written after SIGUSR1/SIGTERM; the workflow retries
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: checkpoint written after Ctrl-C (a second Ctrl-C aborts at once)
 EXIT_NONFINITE = 3  # a loss term became NaN/inf
 FAULT_SIGKILL_ENV = "PROTOSEG_FAULT_SIGKILL_AT_ITER"  # test hook: SIGKILL itself inside iteration N
 # keys that may differ between a checkpoint's config and a resuming run's
@@ -52,6 +56,15 @@ class NonFiniteLossError(RuntimeError):
         self.iteration, self.term = iteration, term
         super().__init__(f"iteration {iteration}: loss term {term!r} is not finite ({value}); stopping. "
                          "The last good checkpoint is kept.")
+
+
+class Interrupted(Exception):
+    """Raised after the checkpoint of a first Ctrl-C (SIGINT) is written."""
+
+    def __init__(self, iteration: int):
+        self.iteration = iteration
+        super().__init__(f"interrupted (Ctrl-C) at iteration {iteration}: checkpoint written; continue "
+                         f"with --resume auto; exiting with status {EXIT_INTERRUPTED}")
 
 
 class Preempted(Exception):
@@ -180,6 +193,70 @@ def data_hash(root: str | Path) -> str:
     return "unknown"
 
 
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _read_run_info(path: Path) -> dict:
+    try:
+        info = json.loads(path.read_text()) if path.is_file() else {}
+    except (ValueError, UnicodeDecodeError):
+        info = {}
+    return info if isinstance(info, dict) else {}
+
+
+def record_attempt(run_dir: Path, attempt: dict) -> dict:
+    """Append ``attempt`` to ``run_info.json``'s ``attempts`` (earlier records are kept; a file of the
+    old one-record format becomes the first attempt). Top-level ``git_commit``/``data_hash`` stay
+    those of the first attempt; ``git_commits``/``data_hashes`` list every distinct one."""
+    path = run_dir / "run_info.json"
+    info = _read_run_info(path)
+    attempts = info.get("attempts") if isinstance(info.get("attempts"), list) else []
+    if not attempts and info.get("started"):  # written by an older version: one record, keep it
+        attempts = [{"start_iteration": info.get("resumed_from", 0), "git_commit": info.get("git_commit"),
+                     "data_hash": info.get("data_hash"), "started": info.get("started")}]
+    attempts.append(attempt)
+    first = attempts[0]
+    info.update({k: v for k, v in attempt.items() if k in ("world_size", "device", "torch", "sync_bn")})
+    info.update({"git_commit": first.get("git_commit"), "data_hash": first.get("data_hash"),
+                 "git_commits": list(dict.fromkeys(a.get("git_commit") for a in attempts)),
+                 "data_hashes": list(dict.fromkeys(a.get("data_hash") for a in attempts)),
+                 "resumed_from": attempt["start_iteration"], "started": first.get("started"),
+                 "attempts": attempts})
+    info.pop("finished", None)
+    write_json_atomic(path, info)
+    return info
+
+
+def _record_finished(run_dir: Path) -> None:
+    path = run_dir / "run_info.json"
+    info = _read_run_info(path)
+    info["finished"] = _now()
+    if isinstance(info.get("attempts"), list) and info["attempts"]:
+        info["attempts"][-1]["finished"] = info["finished"]
+    write_json_atomic(path, info)
+
+
+def _check_resume_data(ck: dict, run_dir: Path, root: str, path: Path, allow: bool) -> str | None:
+    """The data hash the checkpoint was trained on must be the current root's (else ConfigError,
+    naming both), unless ``allow``. Returns the previous hash when it differs and is allowed."""
+    before = ck.get("data_hash")
+    if before is None:  # a checkpoint of an older version: the run's last recorded attempt
+        attempts = _read_run_info(run_dir / "run_info.json").get("attempts") or []
+        before = attempts[-1].get("data_hash") if attempts and isinstance(attempts[-1], dict) else None
+    now = data_hash(root)
+    if before is None or before == now:
+        return None
+    if not allow:
+        raise ConfigError(f"{path}: cannot resume, the data changed: the checkpoint was trained on data hash "
+                          f"{before}, data.root={root} has {now}. Point data.root at the original prepared "
+                          "root, or pass --allow-data-change to continue on the new data (recorded in "
+                          "run_info.json)")
+    warnings.warn(f"resuming on changed data (data hash {before} -> {now}); recorded in run_info.json",
+                  RuntimeWarning, stacklevel=2)
+    return before
+
+
 def _check_resume_config(saved: dict, current: dict, path: Path) -> None:
     a, b = flatten_dict(saved), flatten_dict(current)
     diff = sorted(k for k in set(a) | set(b) if k not in RESUME_FREE_KEYS and a.get(k) != b.get(k))
@@ -209,14 +286,15 @@ def _append_jsonl(path: Path, row: dict) -> None:
 
 
 class _SignalFlag:
-    """SIGUSR1/SIGTERM set a flag the loop checks after every iteration (never stops mid-step)."""
+    """SIGUSR1/SIGTERM/SIGINT set a flag the loop checks after every iteration (never stops mid-step);
+    a second SIGINT (Ctrl-C) raises KeyboardInterrupt at once."""
 
     def __init__(self):
         self.signum = 0
         self._old: dict[int, Any] = {}
 
     def install(self) -> "_SignalFlag":
-        for s in (signal.SIGUSR1, signal.SIGTERM):
+        for s in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
             try:
                 self._old[s] = signal.signal(s, self._handle)
             except ValueError:  # not the main thread
@@ -224,6 +302,11 @@ class _SignalFlag:
         return self
 
     def _handle(self, signum, frame) -> None:
+        if signum == signal.SIGINT and self.signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: abort now, no checkpoint
+        if signum == signal.SIGINT:
+            print("\nCtrl-C: stopping after this iteration with a checkpoint (Ctrl-C again aborts at once)",
+                  file=sys.stderr, flush=True)
         self.signum = signum
 
     def restore(self) -> None:
@@ -245,26 +328,31 @@ def requeue() -> bool:
 
 
 # ---- the loop --------------------------------------------------------------------------------------
-def train(cfg: RunConfig, *, resume: str | None = None) -> dict[str, Any]:
+def train(cfg: RunConfig, *, resume: str | None = None, allow_data_change: bool = False) -> dict[str, Any]:
     """Train ``cfg``; ``resume``: ``None`` (fresh run; inside a requeued SLURM job: ``auto``),
-    ``"auto"`` (newest valid checkpoint of the run, fresh if none) or a checkpoint path.
+    ``"auto"`` (newest valid checkpoint of the run, fresh if none) or a checkpoint path. A resume
+    whose prepared data differs (data hash) is refused unless ``allow_data_change``.
     Returns the final metrics (rank 0; empty dict with ``train.final_eval=false``)."""
     from protoseg.models import build_model
 
     info = init_distributed()
     try:
-        return _train(cfg, info, resume, build_model)
+        return _train(cfg, info, resume, build_model, allow_data_change)
     finally:
         cleanup()
 
 
-def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model) -> dict[str, Any]:
+def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model,
+           allow_data_change: bool = False) -> dict[str, Any]:
     t_cfg, device = cfg.train, info.device
     run_dir = cfg.run_dir
     ckpt_dir = run_dir / "checkpoints"
     spec = cfg.dataset_spec()
     if not cfg.data.root:
         raise ConfigError("data.root is empty: give the prepared root (data.root=/path/to/prepared)")
+    if not (Path(cfg.data.root) / "meta.json").is_file():  # before anything of the run is written
+        raise ConfigError(f"data.root={cfg.data.root}: not a complete prepared root (meta.json missing: "
+                          "preparation never finished or failed); run `protoseg prepare` first")
     if cfg.model.num_classes != spec.num_classes:
         raise ConfigError(f"model.num_classes={cfg.model.num_classes} but dataset {spec.name!r} has "
                           f"{spec.num_classes} classes")
@@ -296,6 +384,10 @@ def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model) -> d
 
     start = 0
     cfg_dict = cfg.to_dict()
+    if info.is_main:  # partial files of a killed writer (our temp-name pattern only)
+        remove_stale_temps(ckpt_dir, recursive=False)
+        remove_stale_temps(run_dir, recursive=False)
+    resumed_path, data_changed_from = None, None
     if resume is not None:
         found = (ckpt_lib.find_resume(ckpt_dir) if resume == "auto"
                  else (Path(resume), ckpt_lib.load_checkpoint(resume)))
@@ -306,6 +398,8 @@ def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model) -> d
         else:
             path, ck = found
             _check_resume_config(ck["config"], cfg_dict, path)
+            data_changed_from = _check_resume_data(ck, run_dir, cfg.data.root, path, allow_data_change)
+            resumed_path = path
             model.load_state_dict(ck["model"])
             optimizer.load_state_dict(ck["optimizer"])
             scheduler.load_state_dict(ck["scheduler"])
@@ -326,13 +420,17 @@ def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model) -> d
         raise ConfigError(f"{run_dir}: holds checkpoints of an earlier run; pass --resume auto to "
                           "continue it, or choose another run.name")
 
+    run_data_hash = data_hash(cfg.data.root)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(run_dir / "config.yaml", cfg.dump().encode())
-        write_json_atomic(run_dir / "run_info.json", {
-            "git_commit": git_commit(), "data_hash": data_hash(cfg.data.root), "world_size": info.world_size,
-            "device": str(device), "torch": torch.__version__, "sync_bn": synced, "resumed_from": start,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        attempt = {"start_iteration": start, "git_commit": git_commit(), "data_hash": run_data_hash,
+                   "host": socket.gethostname(), "started": _now(), "world_size": info.world_size,
+                   "device": str(device), "torch": torch.__version__, "sync_bn": synced,
+                   "resumed_from_checkpoint": str(resumed_path) if resumed_path else None}
+        if data_changed_from is not None:
+            attempt["allow_data_change"] = {"from": data_changed_from, "to": run_data_hash}
+        record_attempt(run_dir, attempt)
         _truncate_jsonl(run_dir / "train_log.jsonl", start)
         _truncate_jsonl(run_dir / "val_log.jsonl", start)
 
@@ -375,7 +473,7 @@ def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model) -> d
                 "format": ckpt_lib.FORMAT_VERSION, "iteration": iteration, "model": raw_model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "rng": rngs, "data_position": sampler.position(iteration),
-                "config": cfg_dict, "world_size": info.world_size,
+                "config": cfg_dict, "world_size": info.world_size, "data_hash": run_data_hash,
             }, ckpt_dir / (name or ckpt_lib.checkpoint_name(iteration)))
             if name is None:
                 ckpt_lib.prune_checkpoints(ckpt_dir, t_cfg.keep_ckpts)
@@ -445,6 +543,8 @@ def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model) -> d
                 signum = flag.signum or signal.SIGTERM
                 if last_saved != done:
                     save(done)
+                if signum == signal.SIGINT:
+                    raise Interrupted(done)
                 requeued = requeue() if info.is_main else False
                 raise Preempted(done, signum, requeued)
     finally:
@@ -461,4 +561,6 @@ def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model) -> d
             write_eval_outputs(run_dir, metrics, spec.class_names, extra={
                 "iteration": t_cfg.iters, "split": spec.eval_split, "dataset": spec.name,
                 "checkpoint": str(ckpt_dir / "final.pt"), "seed": cfg.run.seed})
+    if info.is_main:
+        _record_finished(run_dir)
     return metrics

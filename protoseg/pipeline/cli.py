@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,7 +19,12 @@ def _plan(args):
 
     overrides = {"scale": getattr(args, "scale", None), "runs_dir": getattr(args, "runs_dir", None)}
     if getattr(args, "seeds", None):
-        overrides["seeds"] = [int(s) for s in args.seeds.split(",")]
+        from .experiments import ExperimentError
+
+        try:
+            overrides["seeds"] = [int(s) for s in args.seeds.split(",")]
+        except ValueError:
+            raise ExperimentError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
     pcfg = load_pipeline_config(args.pipeline_config, overrides)
     return pcfg, build_plan(pcfg)
 
@@ -54,8 +60,31 @@ def _config(args) -> int:
     return 0
 
 
+EXIT_RECORD = "last_exit.json"  # the exit status of the job's latest attempt (rank 0)
+RETRYABLE = (75,)  # preempted after a checkpoint; a process killed outright leaves no record
+
+
+def _exit_status(err: BaseException) -> int:
+    """The status ``protoseg.cli.main`` gives an exception escaping a subcommand."""
+    from protoseg.cli import EXIT_INTERRUPTED, classify_os_error, user_error_types
+
+    if isinstance(err, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(err, OSError):
+        return classify_os_error(err)[0]
+    if isinstance(err, SystemExit):
+        return err.code if isinstance(err.code, int) else 1
+    return 2 if isinstance(err, user_error_types()) else 1
+
+
 def _train(args) -> int:
-    """Compose the run's config and hand it to the engine (same exit statuses as ``protoseg train``)."""
+    """Compose the run's config and hand it to the engine (same exit statuses as ``protoseg train``).
+
+    ``--attempt N`` (the workflow's retry counter): the exit status of each attempt is recorded in
+    ``<run>/last_exit.json``; attempt N > 1 runs only if attempt N-1 exited 75 (preempted after a
+    checkpoint) or left no record (killed: node failure, out of memory). Any other failure would
+    repeat, so the retry stops at once with the same status. Snakemake has no per-status retry;
+    this is it."""
     from protoseg.engine.cli import _train as engine_train
 
     _, plan = _plan(args)
@@ -64,11 +93,39 @@ def _train(args) -> int:
         return 2
     cfg = plan.run_config(args.key, args.seed)
     run_dir = Path(plan.run_dir(args.key, args.seed))
+    record = run_dir / EXIT_RECORD
+    if args.attempt > 1 and record.is_file():
+        try:
+            prev = json.loads(record.read_text())
+        except ValueError:
+            prev = {}
+        code = prev.get("exit") if isinstance(prev, dict) else None
+        if isinstance(code, int) and code not in RETRYABLE and code != 0:
+            print(f"error: not retrying run {args.key} seed {args.seed} (attempt {args.attempt}): attempt "
+                  f"{prev.get('attempt')} exited with status {code}, a failure a retry would repeat (only 75, "
+                  "preemption, and a killed process are retried); fix the cause and run the workflow again; "
+                  "see docs/errors.md", file=sys.stderr)
+            return code
+    main_rank = os.environ.get("RANK", "0") == "0"
     run_dir.mkdir(parents=True, exist_ok=True)
+    if main_rank:
+        record.unlink(missing_ok=True)  # killed from here on: no record, the retry runs
     path = run_dir / "run.yaml"  # the composed (unresolved) config; the engine writes config.yaml
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    ns = argparse.Namespace(config=str(path), overrides=list(args.overrides), resume=args.resume)
-    return engine_train(ns)
+    ns = argparse.Namespace(config=str(path), overrides=list(args.overrides), resume=args.resume,
+                            allow_data_change=args.allow_data_change)
+    code = 1
+    try:
+        code = engine_train(ns)
+    except BaseException as err:
+        code = _exit_status(err)
+        raise
+    finally:
+        if main_rank:
+            from protoseg.data.atomic import write_json_atomic
+
+            write_json_atomic(record, {"attempt": args.attempt, "exit": code})
+    return code
 
 
 def _log_mlflow(args) -> int:
@@ -107,7 +164,7 @@ def _dvc_yaml(args) -> int:
         current = Path(args.out).read_text() if Path(args.out).is_file() else ""
         if current != text:
             print(f"error: {args.out} is out of date; run `protoseg experiments dvc-yaml`", file=sys.stderr)
-            return 1
+            return 2
         return 0
     Path(args.out).write_text(text)
     print(json.dumps({"written": args.out}))
@@ -164,6 +221,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("key")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", metavar="auto|CKPT")
+    p.add_argument("--allow-data-change", action="store_true",
+                   help="resume although the prepared data changed (recorded in run_info.json)")
+    p.add_argument("--attempt", type=int, default=1,
+                   help="the workflow's attempt number: attempt > 1 runs only after exit 75 or a kill")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="engine overrides (paths, workers)")
     p.set_defaults(func=_train)
 

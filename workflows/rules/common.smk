@@ -1,6 +1,7 @@
 # Shared helpers: the validated config, the experiment plan (configs/experiments.yaml at the chosen
 # scale, deduplicated into runs by protoseg/pipeline/experiments.py) and the paths of every step.
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -32,7 +33,8 @@ PS = "protoseg"  # the project's command; every rule is a shell call of it
 # the environment Snakemake runs in (e.g. .venv/bin/snakemake) provides protoseg, python, torchrun
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 SEEDS_ARG = ",".join(str(s) for s in SEEDS)
-COMMON_ARGS = f"--scale {SCALE} --seeds {SEEDS_ARG} --runs-dir {config['runs_dir']}"
+# config-derived values reach a shell quoted: here with shlex.quote, in the rules with {x:q}
+COMMON_ARGS = shlex.join(["--scale", SCALE, "--seeds", SEEDS_ARG, "--runs-dir", str(config["runs_dir"])])
 
 wildcard_constraints:
     key="[0-9a-f]{12}",

@@ -2,7 +2,7 @@
 # the same code as the real data. Paper scale: `protoseg prepare` on the official download named in
 # `paper_sources` (a parameter, not an input file: the download is outside the workflow).
 # Outputs are the prepared roots' meta.json (written last); no file inputs, so a root restored by
-# `dvc pull` is never re-made.
+# `dvc pull` is never re-made. Every value from the config reaches the shell quoted ({x:q}).
 
 rule make_mini:
     output:
@@ -12,10 +12,10 @@ rule make_mini:
     benchmark:
         "logs/mini/benchmarks/make_mini/{dataset}.tsv"
     shell:
-        "(rm -rf data/mini/raw/{wildcards.dataset} && "
-        "{PS} make-mini {wildcards.dataset} --dst data/mini/raw/{wildcards.dataset} && "
-        "{PS} prepare {wildcards.dataset} --src data/mini/raw/{wildcards.dataset} "
-        "--dst data/mini/prepared/{wildcards.dataset} --workers 1 --quiet) > {log} 2>&1"
+        "(rm -rf data/mini/raw/{wildcards.dataset:q} && "
+        "{PS} make-mini {wildcards.dataset:q} --dst data/mini/raw/{wildcards.dataset:q} && "
+        "{PS} prepare {wildcards.dataset:q} --src data/mini/raw/{wildcards.dataset:q} "
+        "--dst data/mini/prepared/{wildcards.dataset:q} --workers 1 --quiet) > {log:q} 2>&1"
 
 
 rule prepare:
@@ -33,5 +33,5 @@ rule prepare:
         mem_mb=32000,
         runtime=720,
     shell:
-        "{PS} prepare {wildcards.dataset} --src {params.src} --dst data/prepared/{wildcards.dataset} "
-        "--workers {threads} --quiet > {log} 2>&1"
+        "{PS} prepare {wildcards.dataset:q} --src {params.src:q} --dst data/prepared/{wildcards.dataset:q} "
+        "--workers {threads} --quiet > {log:q} 2>&1"

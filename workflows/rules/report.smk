@@ -1,6 +1,16 @@
 # Parameter counts, MLflow logging, tables and figures. Inputs restored by `dvc pull` are ancient():
 # their fresh modification times must not trigger re-runs (a producing job that does run still
-# re-runs its consumers).
+# re-runs its consumers). Every value from the config reaches the shell quoted ({x:q}, COMMON_ARGS).
+# PLAN_DIGEST (a param): an edit of the experiment list or the paper values (tracking sections, run
+# keys) re-runs the tables and the MLflow logging, so both follow it and agree.
+import hashlib as _hashlib
+import json as _json
+
+from protoseg.pipeline.experiments import tracking_section as _tracking_section  # noqa: E402
+
+PLAN_DIGEST = _hashlib.sha256(_json.dumps(
+    {e: [PLAN.entry_run[e], _tracking_section(PLAN, PLAN.entries[e])] for e in PLAN.entries},
+    sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 rule params:
@@ -11,7 +21,7 @@ rule params:
     benchmark:
         f"logs/{SCALE}/benchmarks/params.tsv"
     shell:
-        "OMP_NUM_THREADS=1 {PS} experiments params {COMMON_ARGS} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS=1 {PS} experiments params {COMMON_ARGS} --out {output:q} > {log:q} 2>&1"
 
 
 rule log_mlflow:
@@ -23,13 +33,14 @@ rule log_mlflow:
     params:
         uri=config["mlflow"]["tracking_uri"],
         root=config["mlflow"]["artifact_root"],
+        plan=PLAN_DIGEST,
     log:
         f"logs/{SCALE}/log_mlflow.log",
     benchmark:
         f"logs/{SCALE}/benchmarks/log_mlflow.tsv"
     shell:
-        "{PS} experiments log-mlflow {COMMON_ARGS} --tracking-uri {params.uri} --artifact-root {params.root} "
-        "--out {output} > {log} 2>&1"
+        "{PS} experiments log-mlflow {COMMON_ARGS} --tracking-uri {params.uri:q} --artifact-root {params.root:q} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 def table_outputs(names):
@@ -47,13 +58,17 @@ rule build_tables:
         params=ancient(f"{RESULTS}/params_{SCALE}.json"),
     output:
         table_outputs(config["tables"]),
+    params:
+        tables=config["tables"],
+        out=f"{RESULTS}/tables",
+        plan=PLAN_DIGEST,
     log:
         f"logs/{SCALE}/tables.log",
     benchmark:
         f"logs/{SCALE}/benchmarks/tables.tsv"
     shell:
-        "{PS} tables {COMMON_ARGS} --tables {config[tables]} --params {input.params} "
-        "--out {RESULTS}/tables > {log} 2>&1"
+        "{PS} tables {COMMON_ARGS} --tables {params.tables:q} --params {input.params:q} "
+        "--out {params.out:q} > {log:q} 2>&1"
 
 
 rule build_figures:
@@ -65,12 +80,14 @@ rule build_figures:
         f"{RESULTS}/figures/table4_miou_params.png",
         f"{RESULTS}/figures/fig3_similarity.png",
         f"{RESULTS}/figures/fig5_embedding.png",
+    params:
+        out=f"{RESULTS}/figures",
     log:
         f"logs/{SCALE}/figures.log",
     benchmark:
         f"logs/{SCALE}/benchmarks/figures.tsv"
     shell:
-        "OMP_NUM_THREADS=1 {PS} figures {COMMON_ARGS} --params {input.params} --out {RESULTS}/figures > {log} 2>&1"
+        "OMP_NUM_THREADS=1 {PS} figures {COMMON_ARGS} --params {input.params:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 # --- the smoke target: one tiny run, its evaluation and its table (CI and the SLURM test) ---
@@ -84,10 +101,14 @@ rule smoke_table:
         f"{RESULTS}/smoke/smoke.md",
         f"{RESULTS}/smoke/smoke.csv",
         f"{RESULTS}/smoke/smoke.tex",
+    params:
+        seed=SEEDS[0],
+        runs_dir=config["runs_dir"],
+        out=f"{RESULTS}/smoke",
     log:
         f"logs/{SCALE}/smoke_table.log",
     benchmark:
         f"logs/{SCALE}/benchmarks/smoke_table.tsv"
     shell:
-        "{PS} tables --scale {SCALE} --seeds {SEEDS[0]} --runs-dir {config[runs_dir]} --tables smoke "
-        "--out {RESULTS}/smoke > {log} 2>&1"
+        "{PS} tables --scale {SCALE:q} --seeds {params.seed} --runs-dir {params.runs_dir:q} --tables smoke "
+        "--out {params.out:q} > {log:q} 2>&1"

@@ -16,6 +16,7 @@ def _train_resources():
         "cpus_per_task": lambda wc: res(wc.key, "cpus_per_task"),
         "mem_mb": lambda wc: res(wc.key, "mem_mb"),
         "runtime": lambda wc: res(wc.key, "runtime"),
+        "attempt": lambda wc, attempt: attempt,  # Snakemake's retry counter, for --attempt
     }
     if any(int(r.resources.get("gpu") or 0) > 0 for r in PLAN.runs.values()):
         out["gpu"] = lambda wc: int(res(wc.key, "gpu") or 0)
@@ -40,10 +41,13 @@ rule train:
     threads: lambda wc: int(res(wc.key, "cpus_per_task") or 1)
     resources:
         **_train_resources(),
-    retries: 3  # preemption, node failure: the retry resumes from the newest periodic checkpoint
+    # preemption (exit 75) or a killed job (node failure): the retry resumes from the newest periodic
+    # checkpoint. Snakemake retries any failure; `--attempt` makes a retry after any other status
+    # (a config error, NaN loss, disk full) stop at once with that status (docs/errors.md).
+    retries: 3
     shell:
-        "{params.threads_env} {params.launcher} experiments train {wildcards.key} --seed {wildcards.seed} "
-        "{COMMON_ARGS} --resume auto > {log} 2>&1"
+        "{params.threads_env} {params.launcher} experiments train {wildcards.key:q} --seed {wildcards.seed:q} "
+        "{COMMON_ARGS} --resume auto --attempt {resources.attempt} >> {log:q} 2>&1"
 
 
 rule evaluate:
@@ -51,11 +55,13 @@ rule evaluate:
         ckpt=ancient(f"{RUNS}/{{key}}/s{{seed}}/checkpoints/final.pt"),
     output:
         f"{RUNS}/{{key}}/s{{seed}}_eval/{{split}}/metrics.json",
+    params:
+        out=lambda wc: f"{RUNS}/{wc.key}/s{wc.seed}_eval/{wc.split}",
     log:
         f"logs/{SCALE}/evaluate/{{key}}_s{{seed}}_{{split}}.log",
     benchmark:
         f"logs/{SCALE}/benchmarks/evaluate/{{key}}_s{{seed}}_{{split}}.tsv"
     threads: 1
     shell:
-        "OMP_NUM_THREADS={threads} {PS} evaluate --checkpoint {input.ckpt} --split {wildcards.split} "
-        "--out {RUNS}/{wildcards.key}/s{wildcards.seed}_eval/{wildcards.split} --quiet > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {PS} evaluate --checkpoint {input.ckpt:q} --split {wildcards.split:q} "
+        "--out {params.out:q} --quiet > {log:q} 2>&1"

@@ -6,6 +6,7 @@ id becomes 65535 (uint16 labels), as MaskFormer's ``prepare_ade20k_full_sem_seg.
 """
 from __future__ import annotations
 
+import importlib.util
 import pickle
 from pathlib import Path
 
@@ -32,13 +33,42 @@ def _lut() -> np.ndarray:
 LUT = _lut()
 
 
+# the globals an index_ade20k.pkl may name (numpy 1.x writes numpy.core.*, numpy 2.x numpy._core.*):
+# arrays, dtypes, scalars and builtin containers. Anything else (os.system, eval, ...) is refused.
+_NUMPY_GLOBALS = {("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer")}
+_SAFE_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype")} | {
+    (mod, n) for mod in ("builtins", "__builtin__") for n in ("dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray",
+                              "int", "float", "complex", "bool")} | {
+    ("_codecs", "encode")} | {  # protocol 2 writes bytes as _codecs.encode(str, "latin1")
+    (f"numpy.{core}.{mod}", name) for core in ("core", "_core") for mod, name in _NUMPY_GLOBALS}
+
+
+_HAS_CORE2 = importlib.util.find_spec("numpy._core") is not None
+
+
+class IndexUnpickler(pickle.Unpickler):
+    """``pickle.Unpickler`` allowing only the types ADE20K-Full's index holds (``_SAFE_GLOBALS``):
+    loading a crafted file never runs its code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _SAFE_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load the global {module}.{name} (the index holds only "
+                                         "numpy arrays and builtin containers)")
+        if module.startswith("numpy.core.") and _HAS_CORE2:  # numpy 2 moved numpy.core to numpy._core
+            module = "numpy._core." + module[len("numpy.core."):]
+        return super().find_class(module, name)
+
+
 def load_index(src: Path) -> dict:
     path = src / INDEX_FILE
     try:
         with open(path, "rb") as f:
-            index = pickle.load(f)
-    except (OSError, pickle.UnpicklingError, EOFError) as err:
-        raise DataError(f"{path}: cannot read the ADE20K index ({err})") from err
+            index = IndexUnpickler(f).load()
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            ImportError, IndexError, KeyError) as err:
+        raise DataError(f"{path}: cannot read the ADE20K index ({err})") from None
+    if not isinstance(index, dict):
+        raise DataError(f"{path}: expected the index_ade20k.pkl dict, got a {type(index).__name__}")
     for key in ("filename", "folder", "objectnames"):
         if key not in index:
             raise DataError(f"{path}: key {key!r} missing, expected the index_ade20k.pkl dict")
