@@ -67,8 +67,36 @@ def _train(args) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "run.yaml"  # the composed (unresolved) config; the engine writes config.yaml
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (run_dir / "machine.json").write_text(json.dumps(machine_description(), indent=1) + "\n")
     ns = argparse.Namespace(config=str(path), overrides=list(args.overrides), resume=args.resume)
     return engine_train(ns)
+
+
+def machine_description() -> dict:
+    """The machine a run trains on (the tables' ``machine`` column): CPU model and cores, GPU names,
+    the thread count; floats drift between machines (docs/pipeline.md, compare-results)."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = []
+    try:
+        import torch
+
+        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 - no CUDA build or driver: no GPUs
+        pass
+    threads = os.environ.get("OMP_NUM_THREADS", "unset")
+    desc = f"{cpu} ({os.cpu_count()} cores, OMP_NUM_THREADS={threads})" + (f"; {len(gpus)}x {gpus[0]}" if gpus else "")
+    return {"description": desc, "cpu": cpu, "cpu_count": os.cpu_count(), "gpus": gpus,
+            "omp_num_threads": threads, "platform": platform.platform()}
 
 
 def _log_mlflow(args) -> int:
