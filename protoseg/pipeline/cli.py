@@ -161,6 +161,24 @@ def _figures(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    from .compare import DRIFT_TOLERANCE_PP, CompareError, compare, render
+
+    tolerance = DRIFT_TOLERANCE_PP if args.tolerance is None else args.tolerance
+    try:
+        rows = compare(args.reference, args.ours, tolerance)
+    except CompareError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    text = render(rows, tolerance, args.reference, args.ours)
+    print(text, end="")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    bad = [r for r in rows if r.verdict.startswith(("DIFFERS", "outside"))]
+    return 1 if (args.check and bad) else 0
+
+
 def _common(p: argparse.ArgumentParser, *, tables: bool = False) -> None:
     p.add_argument("--pipeline-config", default=None, help="default: configs/pipeline.yaml")
     p.add_argument("--scale", choices=("mini", "paper"), help="override the config's scale")
@@ -218,6 +236,18 @@ def add_parser(subparsers) -> None:
     t.add_argument("--out", default="results/tables")
     t.add_argument("--params", help="parameter counts (protoseg experiments params --out ...)")
     t.set_defaults(func=_tables)
+
+    c = subparsers.add_parser(
+        "compare-results", help="your tables beside the committed reference, row by row, with a verdict",
+        description="Print each row of your tables (--ours) beside the committed reference (--reference) "
+                    "with the per-seed values and a verdict: same (within the measured cross-machine "
+                    "tolerance), within seed spread, DIFFERS, outside seed spread, or missing.")
+    c.add_argument("--reference", default="results/reference", help="reference results folder (default: %(default)s)")
+    c.add_argument("--ours", default="results", help="your results folder (default: %(default)s)")
+    c.add_argument("--tolerance", type=float, help="cross-machine tolerance in mIoU points (default: the measured one)")
+    c.add_argument("--out", help="also write the comparison (Markdown) here")
+    c.add_argument("--check", action="store_true", help="exit 1 when a row differs beyond the tolerance")
+    c.set_defaults(func=_compare)
 
     f = subparsers.add_parser("figures", help="results/figures: Table 4 plot, Fig. 3 similarity maps, Fig. 5 embeddings")
     _common(f)
