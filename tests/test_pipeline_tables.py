@@ -178,3 +178,29 @@ def test_mlflow_logs_a_shared_run_once_per_entry(plan, tmp_path):
     r = runs[0]
     assert r.data.metrics["mIoU"] == 0.25 and r.data.metrics["delta_vs_paper"] == pytest.approx(25.0 - 46.4)
     assert r.data.params["tracking.run_key"] == key
+
+
+def test_similarity_and_embedding_figures_render(plan, tmp_path):
+    """Fig. 3 and Fig. 5 from a real (untrained) model of the figure run on the miniature Cityscapes twin."""
+    import torch
+    from PIL import Image
+
+    from protoseg.data.mini import make_mini
+    from protoseg.data.prepare import prepare
+    from protoseg.engine.config import RunConfig
+    from protoseg.models import build_model
+    from protoseg.pipeline.figures import FIG_ENTRY, build_figures
+
+    make_mini("cityscapes", tmp_path / "raw", seed=0)
+    prepare("cityscapes", tmp_path / "raw", tmp_path / "prepared", workers=1, progress=False)
+    key = plan.entry_run[FIG_ENTRY]
+    cfg = plan.run_config(key, 0)
+    cfg["data"]["root"] = str(tmp_path / "prepared")
+    cfg["model"]["pretrained"] = None
+    rc = RunConfig.from_dict(cfg)
+    torch.manual_seed(0)
+    ckpt = Path(plan.run_dir(key, 0)) / "checkpoints" / "final.pt"
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"format": 1, "iteration": 0, "model": build_model(rc.model).state_dict(), "config": rc.to_dict()}, ckpt)
+    fig3, fig5 = build_figures(plan, out_dir=tmp_path / "f", which=["similarity", "embedding"])
+    assert Image.open(fig3).size == (1560, 580) and Image.open(fig5).size == (1100, 650)
