@@ -1,7 +1,9 @@
-"""Subcommands ``experiments``, ``tables`` and ``figures`` (registered in ``protoseg/cli.py``).
+"""Subcommands ``experiments``, ``tables``, ``compare-results`` and ``figures`` (registered in
+``protoseg/cli.py``).
 
 ``protoseg experiments list|config|train|log-mlflow|params|dvc-yaml`` expose the experiment list to
-Snakemake, DVC and users; ``protoseg tables`` and ``protoseg figures`` build ``results/``.
+Snakemake, DVC and users; ``protoseg tables`` and ``protoseg figures`` build ``results/``. The
+Snakemake rules and DVC stages call exactly these commands. Help texts are plain text (no RST).
 """
 from __future__ import annotations
 
@@ -193,19 +195,24 @@ def add_parser(subparsers) -> None:
                                description="Expose configs/experiments.yaml at a scale as deduplicated runs.")
     sub = ex.add_subparsers(dest="experiments_command", metavar="ACTION")
 
-    p = sub.add_parser("list", help="the distinct runs (after dedupe)")
+    p = sub.add_parser("list", help="the distinct runs (after dedupe)",
+                       description="List the distinct runs of the experiment list at a scale (entries with identical configs share one run).")
     _common(p, tables=True)
     p.add_argument("--format", choices=("keys", "dirs", "json"), default="keys")
     p.set_defaults(func=_list)
 
-    p = sub.add_parser("config", help="print (or --out) the engine config of a run and seed")
+    p = sub.add_parser("config", help="print (or --out) the engine config of a run and seed",
+                       description="Print (or write with --out) the full engine config of run KEY and a seed.")
     _common(p)
     p.add_argument("key")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out")
     p.set_defaults(func=_config)
 
-    p = sub.add_parser("train", help="train a run of the list (exit 75: preempted, retry with --resume auto)")
+    p = sub.add_parser("train", help="train a run of the list (what Snakemake and DVC run)",
+                       description="Train run KEY of the experiment list for one seed, in <runs_dir>/<scale>/<key>/s<seed>/. "
+                                   "This is the command the pipeline runs for the paper's experiments; protoseg train trains "
+                                   "a config file of your own. Exit 75: preempted, retry with --resume auto.")
     _common(p)
     p.add_argument("key")
     p.add_argument("--seed", type=int, default=0)
@@ -213,25 +220,31 @@ def add_parser(subparsers) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="engine overrides (paths, workers)")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("log-mlflow", help="log every (entry, seed) of finished runs into MLflow (idempotent)")
+    p = sub.add_parser("log-mlflow", help="log every (entry, seed) of finished runs into MLflow (what Snakemake runs)",
+                       description="Log every (entry, seed) of the finished runs of the list into MLflow (idempotent). "
+                                   "The pipeline runs this; protoseg log-mlflow logs run folders of your own.")
     _common(p, tables=True)
     p.add_argument("--tracking-uri")
     p.add_argument("--artifact-root")
     p.add_argument("--out", help="write the per-run results (JSON) here")
     p.set_defaults(func=_log_mlflow)
 
-    p = sub.add_parser("params", help="parameter counts of every model: the paper's construction and this scale's")
+    p = sub.add_parser("params", help="parameter counts of every model: the paper's construction and this scale's",
+                       description="Count the learnable parameters of every entry's model, for the paper's construction and as run at this scale.")
     _common(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=_params)
 
-    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the experiment list (--check: fail if stale)")
+    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the experiment list (--check: fail if stale)",
+                       description="Write dvc.yaml from the experiment list, the same commands as the Snakemake rules; --check fails when the file is stale.")
     _common(p)
     p.add_argument("--out", default="dvc.yaml")
     p.add_argument("--check", action="store_true")
     p.set_defaults(func=_dvc_yaml)
 
-    t = subparsers.add_parser("tables", help="results/tables/<table>.{md,csv,tex} from the runs' metrics files")
+    t = subparsers.add_parser("tables", help="results/tables/<table>.{md,csv,tex} from the runs' metrics files",
+                              description="Build the reproduced tables (Markdown, CSV, LaTeX) from the runs' metrics.json and run_info.json: "
+                                          "paper value, mean, std and per-seed values, parameter check and provenance per row.")
     _common(t, tables=True)
     t.add_argument("--out", default="results/tables")
     t.add_argument("--params", help="parameter counts (protoseg experiments params --out ...)")
@@ -249,7 +262,9 @@ def add_parser(subparsers) -> None:
     c.add_argument("--check", action="store_true", help="exit 1 when a row differs beyond the tolerance")
     c.set_defaults(func=_compare)
 
-    f = subparsers.add_parser("figures", help="results/figures: Table 4 plot, Fig. 3 similarity maps, Fig. 5 embeddings")
+    f = subparsers.add_parser("figures", help="results/figures: Table 4 plot, Fig. 3 similarity maps, Fig. 5 embeddings",
+                              description="Draw the Table 4 plot (mIoU and parameters against vocabulary size), the Fig. 3 "
+                                          "prototype similarity maps and the Fig. 5 embedding plot from the runs.")
     _common(f)
     f.add_argument("--out", default="results/figures")
     f.add_argument("--params")
