@@ -41,4 +41,17 @@ def test_weights_only_final_checkpoint_and_progress_lines(root, tmp_path):
 def test_final_ckpt_value_is_checked(root, tmp_path):
     path = write_config(tiny_config(root, tmp_path / "runs", train={"final_ckpt": "slim"}), tmp_path / "c.yaml")
     proc = run_cli(["train", "--config", str(path)])
-    assert proc.returncode != 0 and "train.final_ckpt" in proc.stderr and "full or weights" in proc.stderr
+    assert proc.returncode != 0 and "train.final_ckpt" in proc.stderr and "full, weights or weights_fp16" in proc.stderr
+
+
+def test_fp16_weights_load_back_into_the_model(root, tmp_path):
+    from protoseg.engine.predict import load_run
+
+    cfg = tiny_config(root, tmp_path / "runs", train={"final_ckpt": "weights_fp16", "iters": 2})
+    proc = run_cli(["train", "--config", str(write_config(cfg, tmp_path / "c.yaml"))])
+    assert proc.returncode == 0, proc.stderr
+    final = torch.load(tmp_path / "runs/run/checkpoints/final.pt", weights_only=True)
+    floats = [v for v in final["model"].values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)
+    run = load_run(tmp_path / "runs/run/checkpoints/final.pt", device="cpu")
+    assert all(p.dtype == torch.float32 for p in run.model.parameters())

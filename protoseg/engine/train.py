@@ -370,9 +370,12 @@ def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model) -> d
     def save(iteration: int, name: str | None = None) -> None:
         nonlocal last_saved
         rngs = gather_objects(ckpt_lib.rng_state(), info)
-        if info.is_main and name == "final.pt" and t_cfg.final_ckpt == "weights":
+        if info.is_main and name == "final.pt" and t_cfg.final_ckpt != "full":
+            state = raw_model.state_dict()
+            if t_cfg.final_ckpt == "weights_fp16":
+                state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
             ckpt_lib.save_atomic({"format": ckpt_lib.FORMAT_VERSION, "iteration": iteration,
-                                  "model": raw_model.state_dict(), "config": cfg_dict,
+                                  "model": state, "config": cfg_dict,
                                   "world_size": info.world_size}, ckpt_dir / name)
             for p in ckpt_lib.list_checkpoints(ckpt_dir):  # the finished run needs no resume state
                 if p.name != "final.pt":
