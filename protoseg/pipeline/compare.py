@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-DRIFT_TOLERANCE_PP = 1.0  # percentage points of mIoU; measured, see the module docstring
+# percentage points of mIoU: the largest measured drift, 1.33 pp (prototype head, Swin-T, 1 vs 2 threads;
+# results/benchmarks/drift.json, 2026-12-01), rounded up to the next 0.5
+DRIFT_TOLERANCE_PP = 1.5
 DRIFT_FILE = "results/benchmarks/drift.json"
 KEY = ["table", "row", "column"]
 
