@@ -13,6 +13,7 @@ One state for both tools: after a Snakemake run, ``record_lock`` (the Snakefile'
 """
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -162,6 +163,11 @@ def record_lock(dvc_file: str | Path = "dvc.yaml", dvc: str | None = None) -> in
         print("dvc: no DVC repository or dvc command here; dvc.lock not updated", file=sys.stderr)
         return 0
     names = complete_stages(dvc_file)
+    if names:
+        names, stale = _without_stale(dvc, names, dvc_file)
+        for name in stale:
+            print(f"dvc.lock: {name} not recorded: its dependencies changed since it was built "
+                  f"(dvc status {name}; rebuild it with dvc repro {name})", file=sys.stderr)
     if not names:
         return 0
     proc = subprocess.run([dvc, "commit", "-f", "-q", *names], capture_output=True, text=True)
@@ -169,6 +175,26 @@ def record_lock(dvc_file: str | Path = "dvc.yaml", dvc: str | None = None) -> in
         print(f"dvc commit -f failed ({proc.returncode}); dvc.lock may be stale:\n{proc.stderr[-2000:]}",
               file=sys.stderr)
     else:
-        print(f"dvc.lock: recorded {len(names)} stage(s) built by Snakemake (dvc status: up to date)",
-              file=sys.stderr)
+        print(f"dvc.lock: recorded {len(names)} stage(s) built by Snakemake", file=sys.stderr)
     return proc.returncode
+
+
+def _without_stale(dvc: str, names: list[str], dvc_file: str | Path) -> tuple[list[str], list[str]]:
+    """Split off the stages already in dvc.lock whose dependencies changed while their outputs did not:
+    nothing rebuilt them, so recording them would hide the change (the stage stays 'changed')."""
+    lock_file = Path(dvc_file).with_suffix(".lock")
+    locked = set((yaml.safe_load(lock_file.read_text()) or {}).get("stages", {})) if lock_file.is_file() else set()
+    candidates = [n for n in names if n in locked]
+    if not candidates:
+        return names, []
+    proc = subprocess.run([dvc, "status", "--json", *candidates], capture_output=True, text=True)
+    try:
+        status = json.loads(proc.stdout or "{}")
+    except ValueError:
+        return names, []
+    stale = []
+    for name, changes in status.items():
+        kinds = {k for c in changes if isinstance(c, dict) for k in c}
+        if "changed deps" in kinds and "changed outs" not in kinds:
+            stale.append(name)
+    return [n for n in names if n not in stale], stale
