@@ -3,6 +3,10 @@
 #   snakemake -c2 tables                       # mini scale, embedded data, CPU (configs/pipeline.yaml)
 #   snakemake --profile slurm tables --config scale=paper     # GPU cluster (slurm/config.yaml)
 #   snakemake -c2 mini_smoke                   # one tiny run, its evaluation and its table
+#   snakemake -c2 compare                      # your results/ beside the committed results/reference
+#   snakemake -c2 --config seeds=3 results_dir=results/reference   # regenerate the reference
+# After every successful run the stages built are recorded in dvc.lock (dvc commit -f), so
+# `dvc status` and `dvc repro` agree with Snakemake (protoseg/pipeline/dvc.py).
 configfile: "configs/pipeline.yaml"
 
 
@@ -18,6 +22,8 @@ rule all:
         rules.build_tables.output,
         rules.build_figures.output,
         rules.log_mlflow.output,
+        rules.smoke_table.output,
+        rules.compare_results.output,
 
 
 rule tables:
@@ -38,3 +44,16 @@ rule mlflow:
 rule mini_smoke:
     input:
         rules.smoke_table.output,
+
+
+rule compare:
+    input:
+        rules.compare_results.output,
+    run:
+        print(Path(input[0]).read_text())
+
+
+onsuccess:
+    from protoseg.pipeline.dvc import record_lock
+
+    record_lock("dvc.yaml")

@@ -72,8 +72,19 @@ def classify_os_error(err: OSError) -> tuple[int, str]:
     return EXIT_IOERR, f"{where}{hint}"
 
 
+EPILOG = """\
+which command for which job:
+  reproduce the paper's tables    snakemake -c2 (or dvc repro); the rules run experiments train,
+                                  experiments log-mlflow, tables, figures and compare-results
+  one experiment of the list      protoseg experiments train KEY --seed 0  (keys: experiments list)
+  a config file of your own       protoseg train --config FILE;  protoseg log-mlflow RUN_DIR
+  check your results              protoseg compare-results (your results/ beside results/reference)
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="protoseg", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="protoseg", description="The protoseg command line: one subcommand per pipeline step.",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"protoseg {protoseg.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in SUBCOMMAND_MODULES:

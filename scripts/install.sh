@@ -5,16 +5,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+SECONDS=0
+step() { echo "[install.sh ${SECONDS}s] $*"; }
 if [ ! -x .venv/bin/python ]; then
+  step "1/4 creating .venv with $PY"
   "$PY" -m venv .venv
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # pip warns for every package about the machine's empty local index mirrors: filter that noise only.
-quiet() { "$@" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true; return "${PIPESTATUS[0]}"; }
-quiet .venv/bin/pip install -q "torch==2.13.0"
-quiet .venv/bin/pip install -q -c constraints-cpu.txt -e ".[dev]"
+quiet() { "$@" 2>&1 | grep --line-buffered -v "is ignored: it is neither a file nor a directory" || true; return "${PIPESTATUS[0]}"; }
+step "2/4 installing CPU torch 2.13.0 (the largest download, about 200 MB; pip lists each package)"
+quiet .venv/bin/pip install "torch==2.13.0"
+step "3/4 installing protoseg and its tools (Snakemake, DVC, MLflow, timm, transformers, pytest): several minutes"
+quiet .venv/bin/pip install -c constraints-cpu.txt -e ".[dev]"
+step "4/4 checking the environment"
 .venv/bin/python - <<'PY'
 import torch
 assert torch.__version__.startswith("2.13.0"), f"expected the local CPU torch 2.13.0, got {torch.__version__}"
 print(f"protoseg environment ready: torch {torch.__version__}")
 PY
+step "done; activate it once per shell: source .venv/bin/activate"

@@ -4,7 +4,10 @@
 - `snakemake mini_smoke` end to end (make-mini, train, evaluate, table), then nothing left to do;
 - dvc.yaml is the one generated from the experiment list;
 - `dvc repro smoke` in a temporary git repository with a local-directory remote, `dvc push`, a fresh
-  clone, `dvc pull`, and Snakemake then sees nothing to redo (DVC does not keep modification times).
+  clone, `dvc pull`, and Snakemake then sees nothing to redo (DVC does not keep modification times);
+- the reverse: `snakemake mini_smoke` records its stages in dvc.lock (onsuccess: dvc commit -f), so
+  `dvc status` is clean and `dvc repro` has nothing to do; pushed, cloned and pulled, neither tool
+  has anything to redo.
 """
 from __future__ import annotations
 
@@ -42,6 +45,8 @@ def _run(args, cwd, timeout=600, check=True):
 
 def _copy_pipeline(dst: Path) -> Path:
     dst.mkdir(parents=True, exist_ok=True)
+    (dst / "results").mkdir()
+    shutil.copytree(REPO / "results/reference", dst / "results/reference")
     for name in PIPELINE_FILES:
         src = REPO / name
         if src.is_dir():
@@ -129,3 +134,44 @@ def test_dvc_repro_push_clone_pull_then_snakemake_has_nothing_to_do(tmp_path):
     assert (clone / f"runs/mini/{key}/s0/checkpoints/final.pt").is_file()
     out = _snakemake(clone, "-n", "mini_smoke").stdout
     assert "Nothing to be done" in out, out
+
+
+def _dvc_repo(work: Path, remote: Path) -> None:
+    _run(["git", "init", "-q"], work)
+    _run([BIN / "dvc", "init", "-q"], work)
+    _run([BIN / "dvc", "remote", "add", "-d", "local", remote], work)
+    _run(["git", "add", "-A"], work)
+    _run(["git", "commit", "-qm", "pipeline"], work)
+
+
+def _nothing_for_dvc(cwd: Path) -> None:
+    status = _run([BIN / "dvc", "status", "smoke"], cwd).stdout.lower()
+    assert "up to date" in status, status
+    repro = _run([BIN / "dvc", "repro", "smoke"], cwd).stdout
+    assert "didn't change, skipping" in repro and "Running stage" not in repro, repro
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_snakemake_records_dvc_lock_then_clone_pull_has_nothing_to_redo(tmp_path):
+    """Snakemake -> DVC: after `snakemake mini_smoke` DVC agrees (status clean, repro skips every stage);
+    a collaborator who clones and pulls has nothing to redo with either tool."""
+    work = _copy_pipeline(tmp_path / "a")
+    _dvc_repo(work, tmp_path / "remote")
+    out = _snakemake(work, "-c2", "mini_smoke")
+    assert "dvc.lock: recorded" in out.stderr
+    key = build_plan(scale="mini").keys_for_tables(["smoke"])[0]
+    lock = (work / "dvc.lock").read_text()
+    assert f"runs/mini/{key}/s0" in lock and "smoke:" in lock and "evaluate_" in lock
+    _nothing_for_dvc(work)
+    assert "Nothing to be done" in _snakemake(work, "-n", "mini_smoke").stdout
+    _run([BIN / "dvc", "push", "-q"], work)
+    _run(["git", "add", "-A"], work)
+    _run(["git", "commit", "-qm", "results"], work)
+
+    clone = tmp_path / "b"
+    _run(["git", "clone", "-q", work, clone], tmp_path)
+    _run([BIN / "dvc", "pull", "-q", "--with-deps", "smoke"], clone)
+    assert (clone / f"runs/mini/{key}/s0/checkpoints/final.pt").is_file()
+    assert "Nothing to be done" in _snakemake(clone, "-n", "mini_smoke").stdout
+    _nothing_for_dvc(clone)

@@ -114,6 +114,12 @@ class TrainConfig:
     val_interval: int = 0  # 0: validate only at the end
     ckpt_interval: int = 1000
     keep_ckpts: int = 3  # newest periodic checkpoints kept (0: all)
+    # full: final.pt holds everything a resume needs (optimizer, scheduler, RNG); weights: final.pt holds
+    # the model and config only and the periodic checkpoints are deleted once it is written (a finished
+    # run keeps what evaluation needs: about 1/3 of the disk with AdamW, 1/2 with SGD momentum);
+    # weights_fp16: the same with floating-point tensors stored in float16 (half again; metrics.json is
+    # computed before, in float32; a later `protoseg evaluate` of final.pt sees float16-rounded weights)
+    final_ckpt: str = "full"
     final_eval: bool = True
     progress: bool = True
     max_grad_norm: float = 0.0  # 0: no clipping
@@ -197,6 +203,8 @@ class RunConfig:
         _require(t.loss_reduction in ("global", "per_rank"), source, "train.loss_reduction",
                  t.loss_reduction, "global or per_rank")
         _require(t.sync_bn in ("auto", "on", "off"), source, "train.sync_bn", t.sync_bn, "auto, on or off")
+        _require(t.final_ckpt in ("full", "weights", "weights_fp16"), source, "train.final_ckpt", t.final_ckpt,
+                 "full, weights or weights_fp16")
         for key in ("log_interval", "ckpt_interval"):
             _require(getattr(t, key) >= 1, source, f"train.{key}", getattr(t, key), ">= 1")
         _require(t.val_interval >= 0, source, "train.val_interval", t.val_interval, ">= 0")

@@ -48,7 +48,7 @@ EXIT_NONFINITE = 3  # a loss term became NaN/inf
 FAULT_SIGKILL_ENV = "PROTOSEG_FAULT_SIGKILL_AT_ITER"  # test hook: SIGKILL itself inside iteration N
 # keys that may differ between a checkpoint's config and a resuming run's
 RESUME_FREE_KEYS = {"run.output_dir", "data.root", "data.num_workers", "train.progress", "train.log_interval",
-                    "train.keep_ckpts", "data.eval_batch_size"}
+                    "train.keep_ckpts", "train.final_ckpt", "data.eval_batch_size"}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -401,18 +401,23 @@ def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model,
             data_changed_from = _check_resume_data(ck, run_dir, cfg.data.root, path, allow_data_change)
             resumed_path = path
             model.load_state_dict(ck["model"])
-            optimizer.load_state_dict(ck["optimizer"])
-            scheduler.load_state_dict(ck["scheduler"])
-            scaler.load_state_dict(ck["scaler"])
             start = int(ck["iteration"])
-            rngs = ck["rng"]
-            if len(rngs) != info.world_size:
-                warnings.warn(f"{path}: saved by {len(rngs)} ranks, resuming with {info.world_size}: "
-                              "RNG states re-seeded, the run is no longer bitwise reproducible",
-                              RuntimeWarning, stacklevel=2)
-                seed_all(cfg.run.seed + info.rank + 7919 * start)
+            if "optimizer" not in ck:  # a weights-only final.pt (train.final_ckpt=weights): a finished run
+                if start < t_cfg.iters:
+                    raise ConfigError(f"{path}: weights-only checkpoint at iteration {start} < train.iters="
+                                      f"{t_cfg.iters}: it cannot resume training")
             else:
-                ckpt_lib.set_rng_state(rngs[info.rank])
+                optimizer.load_state_dict(ck["optimizer"])
+                scheduler.load_state_dict(ck["scheduler"])
+                scaler.load_state_dict(ck["scaler"])
+                rngs = ck["rng"]
+                if len(rngs) != info.world_size:
+                    warnings.warn(f"{path}: saved by {len(rngs)} ranks, resuming with {info.world_size}: "
+                                  "RNG states re-seeded, the run is no longer bitwise reproducible",
+                                  RuntimeWarning, stacklevel=2)
+                    seed_all(cfg.run.seed + info.rank + 7919 * start)
+                else:
+                    ckpt_lib.set_rng_state(rngs[info.rank])
             if info.is_main:
                 print(f"resumed from {path} at iteration {start}", file=sys.stderr)
             del ck
@@ -456,7 +461,7 @@ def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model,
     flag = _SignalFlag().install()
     fault_at = int(os.environ.get(FAULT_SIGKILL_ENV, "-1"))
     bar = None
-    if info.is_main and t_cfg.progress:
+    if info.is_main and t_cfg.progress and sys.stderr.isatty():  # not a terminal (a log file): lines below
         from tqdm import tqdm
 
         bar = tqdm(total=t_cfg.iters, initial=start, desc=cfg.run.name, dynamic_ncols=True, file=sys.stderr)
@@ -468,7 +473,17 @@ def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model,
     def save(iteration: int, name: str | None = None) -> None:
         nonlocal last_saved
         rngs = gather_objects(ckpt_lib.rng_state(), info)
-        if info.is_main:
+        if info.is_main and name == "final.pt" and t_cfg.final_ckpt != "full":
+            state = raw_model.state_dict()
+            if t_cfg.final_ckpt == "weights_fp16":
+                state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+            ckpt_lib.save_atomic({"format": ckpt_lib.FORMAT_VERSION, "iteration": iteration,
+                                  "model": state, "config": cfg_dict,
+                                  "world_size": info.world_size}, ckpt_dir / name)
+            for p in ckpt_lib.list_checkpoints(ckpt_dir):  # the finished run needs no resume state
+                if p.name != "final.pt":
+                    p.unlink(missing_ok=True)
+        elif info.is_main:
             ckpt_lib.save_atomic({
                 "format": ckpt_lib.FORMAT_VERSION, "iteration": iteration, "model": raw_model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -525,7 +540,11 @@ def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model,
                        "epoch": sampler.position(done)["epoch"]}
                 if info.is_main:
                     _append_jsonl(run_dir / "train_log.jsonl", row)
-                    if bar is not None:
+                    if bar is None:  # one progress line per log_interval (logs, SLURM output)
+                        terms_text = " ".join(f"{k} {v / n_sum:.4g}" for k, v in sums.items())
+                        print(f"{cfg.run.name} iter {done}/{t_cfg.iters} {terms_text} lr {lr:.3g} "
+                              f"{ips:.1f} img/s", file=sys.stderr, flush=True)
+                    else:
                         bar.set_postfix({k: f"{v / n_sum:.4g}" for k, v in sums.items()} |
                                         {"lr": f"{lr:.3g}", "img/s": f"{ips:.1f}"}, refresh=False)
                 sums, n_sum, t_last, it_last = {}, 0, now, done

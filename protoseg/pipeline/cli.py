@@ -1,7 +1,9 @@
-"""Subcommands ``experiments``, ``tables`` and ``figures`` (registered in ``protoseg/cli.py``).
+"""Subcommands ``experiments``, ``tables``, ``compare-results`` and ``figures`` (registered in
+``protoseg/cli.py``).
 
 ``protoseg experiments list|config|train|log-mlflow|params|dvc-yaml`` expose the experiment list to
-Snakemake, DVC and users; ``protoseg tables`` and ``protoseg figures`` build ``results/``.
+Snakemake, DVC and users; ``protoseg tables`` and ``protoseg figures`` build ``results/``. The
+Snakemake rules and DVC stages call exactly these commands. Help texts are plain text (no RST).
 """
 from __future__ import annotations
 
@@ -85,6 +87,7 @@ def _train(args) -> int:
     checkpoint) or left no record (killed: node failure, out of memory). Any other failure would
     repeat, so the retry stops at once with the same status. Snakemake has no per-status retry;
     this is it."""
+    from protoseg.data.atomic import write_json_atomic
     from protoseg.engine.cli import _train as engine_train
 
     _, plan = _plan(args)
@@ -112,6 +115,8 @@ def _train(args) -> int:
         record.unlink(missing_ok=True)  # killed from here on: no record, the retry runs
     path = run_dir / "run.yaml"  # the composed (unresolved) config; the engine writes config.yaml
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    if main_rank:
+        write_json_atomic(run_dir / "machine.json", machine_description())
     ns = argparse.Namespace(config=str(path), overrides=list(args.overrides), resume=args.resume,
                             allow_data_change=args.allow_data_change)
     code = 1
@@ -122,10 +127,34 @@ def _train(args) -> int:
         raise
     finally:
         if main_rank:
-            from protoseg.data.atomic import write_json_atomic
-
             write_json_atomic(record, {"attempt": args.attempt, "exit": code})
     return code
+
+
+def machine_description() -> dict:
+    """The machine a run trains on (the tables' ``machine`` column): CPU model and cores, GPU names,
+    the thread count; floats drift between machines (docs/pipeline.md, compare-results)."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = []
+    try:
+        import torch
+
+        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 - no CUDA build or driver: no GPUs
+        pass
+    threads = os.environ.get("OMP_NUM_THREADS", "unset")
+    desc = f"{cpu} ({os.cpu_count()} cores, OMP_NUM_THREADS={threads})" + (f"; {len(gpus)}x {gpus[0]}" if gpus else "")
+    return {"description": desc, "cpu": cpu, "cpu_count": os.cpu_count(), "gpus": gpus,
+            "omp_num_threads": threads, "platform": platform.platform()}
 
 
 def _log_mlflow(args) -> int:
@@ -190,6 +219,24 @@ def _figures(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    from .compare import DRIFT_TOLERANCE_PP, CompareError, compare, render
+
+    tolerance = DRIFT_TOLERANCE_PP if args.tolerance is None else args.tolerance
+    try:
+        rows = compare(args.reference, args.ours, tolerance)
+    except CompareError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    text = render(rows, tolerance, args.reference, args.ours)
+    print(text, end="")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    bad = [r for r in rows if r.verdict.startswith(("DIFFERS", "outside"))]
+    return 1 if (args.check and bad) else 0
+
+
 def _common(p: argparse.ArgumentParser, *, tables: bool = False) -> None:
     p.add_argument("--pipeline-config", default=None, help="default: configs/pipeline.yaml")
     p.add_argument("--scale", choices=("mini", "paper"), help="override the config's scale")
@@ -204,19 +251,24 @@ def add_parser(subparsers) -> None:
                                description="Expose configs/experiments.yaml at a scale as deduplicated runs.")
     sub = ex.add_subparsers(dest="experiments_command", metavar="ACTION")
 
-    p = sub.add_parser("list", help="the distinct runs (after dedupe)")
+    p = sub.add_parser("list", help="the distinct runs (after dedupe)",
+                       description="List the distinct runs of the experiment list at a scale (entries with identical configs share one run).")
     _common(p, tables=True)
     p.add_argument("--format", choices=("keys", "dirs", "json"), default="keys")
     p.set_defaults(func=_list)
 
-    p = sub.add_parser("config", help="print (or --out) the engine config of a run and seed")
+    p = sub.add_parser("config", help="print (or --out) the engine config of a run and seed",
+                       description="Print (or write with --out) the full engine config of run KEY and a seed.")
     _common(p)
     p.add_argument("key")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out")
     p.set_defaults(func=_config)
 
-    p = sub.add_parser("train", help="train a run of the list (exit 75: preempted, retry with --resume auto)")
+    p = sub.add_parser("train", help="train a run of the list (what Snakemake and DVC run)",
+                       description="Train run KEY of the experiment list for one seed, in <runs_dir>/<scale>/<key>/s<seed>/. "
+                                   "This is the command the pipeline runs for the paper's experiments; protoseg train trains "
+                                   "a config file of your own. Exit 75: preempted, retry with --resume auto.")
     _common(p)
     p.add_argument("key")
     p.add_argument("--seed", type=int, default=0)
@@ -228,31 +280,51 @@ def add_parser(subparsers) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="engine overrides (paths, workers)")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("log-mlflow", help="log every (entry, seed) of finished runs into MLflow (idempotent)")
+    p = sub.add_parser("log-mlflow", help="log every (entry, seed) of finished runs into MLflow (what Snakemake runs)",
+                       description="Log every (entry, seed) of the finished runs of the list into MLflow (idempotent). "
+                                   "The pipeline runs this; protoseg log-mlflow logs run folders of your own.")
     _common(p, tables=True)
     p.add_argument("--tracking-uri")
     p.add_argument("--artifact-root")
     p.add_argument("--out", help="write the per-run results (JSON) here")
     p.set_defaults(func=_log_mlflow)
 
-    p = sub.add_parser("params", help="parameter counts of every model: the paper's construction and this scale's")
+    p = sub.add_parser("params", help="parameter counts of every model: the paper's construction and this scale's",
+                       description="Count the learnable parameters of every entry's model, for the paper's construction and as run at this scale.")
     _common(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=_params)
 
-    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the experiment list (--check: fail if stale)")
+    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the experiment list (--check: fail if stale)",
+                       description="Write dvc.yaml from the experiment list, the same commands as the Snakemake rules; --check fails when the file is stale.")
     _common(p)
     p.add_argument("--out", default="dvc.yaml")
     p.add_argument("--check", action="store_true")
     p.set_defaults(func=_dvc_yaml)
 
-    t = subparsers.add_parser("tables", help="results/tables/<table>.{md,csv,tex} from the runs' metrics files")
+    t = subparsers.add_parser("tables", help="results/tables/<table>.{md,csv,tex} from the runs' metrics files",
+                              description="Build the reproduced tables (Markdown, CSV, LaTeX) from the runs' metrics.json and run_info.json: "
+                                          "paper value, mean, std and per-seed values, parameter check and provenance per row.")
     _common(t, tables=True)
     t.add_argument("--out", default="results/tables")
     t.add_argument("--params", help="parameter counts (protoseg experiments params --out ...)")
     t.set_defaults(func=_tables)
 
-    f = subparsers.add_parser("figures", help="results/figures: Table 4 plot, Fig. 3 similarity maps, Fig. 5 embeddings")
+    c = subparsers.add_parser(
+        "compare-results", help="your tables beside the committed reference, row by row, with a verdict",
+        description="Print each row of your tables (--ours) beside the committed reference (--reference) "
+                    "with the per-seed values and a verdict: same (within the measured cross-machine "
+                    "tolerance), within seed spread, DIFFERS, outside seed spread, or missing.")
+    c.add_argument("--reference", default="results/reference", help="reference results folder (default: %(default)s)")
+    c.add_argument("--ours", default="results", help="your results folder (default: %(default)s)")
+    c.add_argument("--tolerance", type=float, help="cross-machine tolerance in mIoU points (default: the measured one)")
+    c.add_argument("--out", help="also write the comparison (Markdown) here")
+    c.add_argument("--check", action="store_true", help="exit 1 when a row differs beyond the tolerance")
+    c.set_defaults(func=_compare)
+
+    f = subparsers.add_parser("figures", help="results/figures: Table 4 plot, Fig. 3 similarity maps, Fig. 5 embeddings",
+                              description="Draw the Table 4 plot (mIoU and parameters against vocabulary size), the Fig. 3 "
+                                          "prototype similarity maps and the Fig. 5 embedding plot from the runs.")
     _common(f)
     f.add_argument("--out", default="results/figures")
     f.add_argument("--params")

@@ -27,7 +27,8 @@ SCALE = config["scale"]
 PLAN = build_plan(load_pipeline_config(None, {}) | dict(config))
 SEEDS = PLAN.seeds
 RUNS = f"{config['runs_dir']}/{SCALE}"  # run folders: RUNS/<key>/s<seed>/
-RESULTS = config["results_dir"]
+RESULTS = config["results_dir"]  # a user's run: results/ (git-ignored); the reference: results/reference
+REFERENCE = "results/reference"  # committed reference results (regenerate: --config seeds=3 results_dir=results/reference)
 SCALE_CFG = load_scale(SCALE, config["scales_dir"])
 PS = "protoseg"  # the project's command; every rule is a shell call of it
 # the environment Snakemake runs in (e.g. .venv/bin/snakemake) provides protoseg, python, torchrun

@@ -90,6 +90,18 @@ rule build_figures:
         "OMP_NUM_THREADS=1 {PS} figures {COMMON_ARGS} --params {input.params:q} --out {params.out:q} > {log:q} 2>&1"
 
 
+rule compare_results:
+    """Your tables beside the committed reference (protoseg compare-results), row by row."""
+    input:
+        [f"{RESULTS}/tables/{n}.csv" for n in table_files(config["tables"])],
+    output:
+        f"{RESULTS}/compare.md",
+    log:
+        f"logs/{SCALE}/compare.log",
+    shell:
+        "{PS} compare-results --reference {REFERENCE} --ours {RESULTS} --out {output} > {log} 2>&1"
+
+
 # --- the smoke target: one tiny run, its evaluation and its table (CI and the SLURM test) ---
 SMOKE_KEYS = table_keys(["smoke"])
 

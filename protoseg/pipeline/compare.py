@@ -1,0 +1,142 @@
+"""``protoseg compare-results``: a user's tables beside the committed reference, row by row, with a verdict.
+
+Both sides are the CSV files ``protoseg tables`` writes (``<dir>/tables/*.csv``). Per row:
+
+- ``same``: every seed run on both sides differs by at most the cross-machine tolerance (the same
+  config and seed on another machine gives these numbers up to float drift);
+- ``within seed spread``: no common seed, and our mean lies within the reference mean +- (2 std + tolerance);
+- ``DIFFERS`` / ``outside seed spread``: beyond that: a real difference (code, data or config), not drift;
+- ``missing``: a row with no value on one side.
+
+The tolerance is MEASURED, not guessed: ``benchmarks/bench_drift.py`` trains the same mini runs with 1
+and 2 CPU threads (``results/benchmarks/drift.json``; docs/pipeline.md); the largest mIoU difference,
+rounded up, is ``DRIFT_TOLERANCE_PP``.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+# percentage points of mIoU: the largest measured drift, 1.33 pp (prototype head, Swin-T, 1 vs 2 threads;
+# results/benchmarks/drift.json, 2026-12-01), rounded up to the next 0.5
+DRIFT_TOLERANCE_PP = 1.5
+DRIFT_FILE = "results/benchmarks/drift.json"
+KEY = ["table", "row", "column"]
+
+
+class CompareError(ValueError):
+    """A results folder without tables, or a table file without the expected columns."""
+
+
+@dataclass
+class Row:
+    table: str
+    row: str
+    column: str
+    reference: dict  # seed -> mIoU (%)
+    ours: dict
+    delta: float  # ours mean - reference mean
+    verdict: str
+
+
+def per_seed(record: pd.Series) -> dict[int, float]:
+    """Seed -> mIoU from the ``mIoU_per_seed`` column (``s0=8.0123;s1=...``); an older table without it
+    gives its mean under seed -1 (no seed known)."""
+    text = record.get("mIoU_per_seed")
+    if isinstance(text, str) and text:
+        return {int(k.lstrip("s")): float(v) for k, v in (x.split("=") for x in text.split(";"))}
+    mean = record.get("mIoU_mean")
+    return {} if mean is None or (isinstance(mean, float) and math.isnan(mean)) else {-1: float(mean)}
+
+
+def _std(values) -> float:
+    v = list(values)
+    if len(v) < 2:
+        return math.nan
+    m = sum(v) / len(v)
+    return math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+
+
+def verdict(reference: dict, ours: dict, tolerance: float, ref_std: float | None = None) -> str:
+    if not reference or not ours:
+        return "missing"
+    common = sorted(set(reference) & set(ours) - {-1})
+    if common:
+        worst = max(abs(ours[s] - reference[s]) for s in common)
+        return "same" if worst <= tolerance else f"DIFFERS (seed {max(common, key=lambda s: abs(ours[s] - reference[s]))}: {worst:.2f} pp)"
+    ref_mean = sum(reference.values()) / len(reference)
+    our_mean = sum(ours.values()) / len(ours)
+    std = _std(reference.values()) if ref_std is None or math.isnan(ref_std) else ref_std
+    if math.isnan(std):
+        return "same" if abs(our_mean - ref_mean) <= tolerance else "DIFFERS (no common seed, no spread known)"
+    band = 2 * std + tolerance
+    return "within seed spread" if abs(our_mean - ref_mean) <= band else f"outside seed spread (band {band:.2f} pp)"
+
+
+def _read_tables(folder: Path, side: str) -> pd.DataFrame:
+    files = sorted((folder / "tables").glob("*.csv"))
+    if not files:
+        raise CompareError(f"{folder / 'tables'}: no table CSV files ({side}); build them with `snakemake -c2 tables`")
+    frames = []
+    for f in files:
+        df = pd.read_csv(f, keep_default_na=True, dtype={"column": str})
+        missing = [c for c in (*KEY, "mIoU_mean") if c not in df.columns]
+        if missing:
+            raise CompareError(f"{f}: not a protoseg table (missing columns {missing})")
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def compare(reference_dir: str | Path, ours_dir: str | Path, tolerance: float = DRIFT_TOLERANCE_PP) -> list[Row]:
+    ref = _read_tables(Path(reference_dir), "reference")
+    ours = _read_tables(Path(ours_dir), "ours")
+    ours_by_key = {tuple(str(r[k]) for k in KEY): r for _, r in ours.iterrows()}
+    rows = []
+    for _, r in ref.iterrows():
+        key = tuple(str(r[k]) for k in KEY)
+        o = ours_by_key.get(key)
+        ref_values = per_seed(r)
+        our_values = per_seed(o) if o is not None else {}
+        ref_std = r.get("mIoU_std")
+        delta = (sum(our_values.values()) / len(our_values) - sum(ref_values.values()) / len(ref_values)
+                 if ref_values and our_values else math.nan)
+        rows.append(Row(*key, reference=ref_values, ours=our_values, delta=delta,
+                        verdict=verdict(ref_values, our_values, tolerance,
+                                        float(ref_std) if ref_std is not None else None)))
+    return rows
+
+
+def _seeds_text(values: dict) -> str:
+    if not values:
+        return "n/a"
+    return ", ".join(f"{v:.2f}" if s < 0 else f"s{s} {v:.2f}" for s, v in sorted(values.items()))
+
+
+def render(rows: list[Row], tolerance: float, reference_dir, ours_dir) -> str:
+    counts: dict[str, int] = {}
+    for r in rows:
+        word = r.verdict.split(" (")[0]
+        counts[word] = counts.get(word, 0) + 1
+    lines = [f"# {ours_dir} beside the reference {reference_dir}", "",
+             f"mIoU in %, per seed. Cross-machine tolerance {tolerance} pp (measured: benchmarks/bench_drift.py, "
+             f"docs/pipeline.md). same = every common seed within the tolerance; within seed spread = no common "
+             f"seed, mean within 2 std + tolerance of the reference mean.", "",
+             "| table | row | column | reference | ours | delta | verdict |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        delta = "n/a" if math.isnan(r.delta) else f"{r.delta:+.2f}"
+        lines.append(f"| {r.table} | {r.row.replace('|', '/')} | {r.column} | {_seeds_text(r.reference)} | "
+                     f"{_seeds_text(r.ours)} | {delta} | {r.verdict} |")
+    lines += ["", "Summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))]
+    return "\n".join(lines) + "\n"
+
+
+def measured_tolerance(path: str | Path = DRIFT_FILE) -> float | None:
+    """The largest thread-count drift of ``benchmarks/bench_drift.py`` (pp), if that file exists."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    return float(json.loads(p.read_text())["max_thread_drift_pp"])

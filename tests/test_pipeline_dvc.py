@@ -1,0 +1,61 @@
+"""record_lock (the Snakefile's onsuccess): real DVC in a real git repository, a one-stage pipeline."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from protoseg.pipeline.dvc import complete_stages, record_lock
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture()
+def repo(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    for k in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.setenv(k, "t")
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run([BIN / "dvc", "init", "-q"], check=True)
+    Path("dvc.yaml").write_text("stages:\n  copy:\n    cmd: cp in.txt out.txt\n    deps: [in.txt]\n    outs: [out.txt]\n"
+                                "  train_x_s0:\n    cmd: 'true'\n    outs: [run]\n")
+    return tmp_path
+
+
+def _status(stage):
+    out = subprocess.run([BIN / "dvc", "status", "--json", stage], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout or "{}")
+
+
+def test_record_lock_records_what_was_built_and_never_hides_a_changed_input(repo, capsys):
+    Path("in.txt").write_text("a\n")
+    Path("out.txt").write_text("a\n")  # built outside DVC (by Snakemake)
+    Path("run").mkdir()  # a run folder without metrics.json: training not finished
+    assert complete_stages() == ["copy"]
+    assert record_lock(dvc=str(BIN / "dvc")) == 0
+    assert _status("copy") == {}
+    assert "train_x_s0" not in Path("dvc.lock").read_text()
+    repro = subprocess.run([BIN / "dvc", "repro", "copy"], capture_output=True, text=True, check=True).stdout
+    assert "didn't change, skipping" in repro
+
+    Path("in.txt").write_text("b\n")  # the input changed, nothing rebuilt the output
+    record_lock(dvc=str(BIN / "dvc"))
+    assert "copy not recorded: its dependencies changed" in capsys.readouterr().err
+    assert _status("copy") == {"copy": [{"changed deps": {"in.txt": "modified"}}]}
+
+    Path("out.txt").write_text("b\n")  # rebuilt (by Snakemake): recorded
+    Path("run/metrics.json").write_text("{}")
+    record_lock(dvc=str(BIN / "dvc"))
+    assert "recorded 2 stage(s)" in capsys.readouterr().err
+    assert _status("copy") == {} and _status("train_x_s0") == {}
+
+
+def test_record_lock_without_a_dvc_repository_only_notes_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert record_lock() == 0
+    assert "no DVC repository" in capsys.readouterr().err
