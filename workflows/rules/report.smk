@@ -99,7 +99,7 @@ rule compare_results:
     log:
         f"logs/{SCALE}/compare.log",
     shell:
-        "{PS} compare-results --reference {REFERENCE} --ours {RESULTS} --out {output} > {log} 2>&1"
+        "{PS} compare-results --reference {REFERENCE:q} --ours {RESULTS:q} --out {output:q} > {log:q} 2>&1"
 
 
 # --- the smoke target: one tiny run, its evaluation and its table (CI and the SLURM test) ---
