@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from protoseg.pipeline.experiments import build_plan
-from protoseg.pipeline.tables import build_tables
+from protoseg.pipeline.tables import build_tables, table_frame
 
 
 @pytest.fixture()
@@ -80,6 +80,19 @@ def test_provenance_columns_per_run(plan, tmp_path):
     assert other["git_commit"] == "" and other["mIoU_per_seed"] == ""
     md = (tmp_path / "t/table2.md").read_text()
     assert "- code commit: abc123, def456" in md and "- machine: cpu: X (2 cores)" in md
+
+
+def test_provenance_names_every_attempt_of_a_resumed_run(plan, tmp_path):
+    key = plan.entry_run["t2-ours-b4"]
+    _write_metrics(plan, key, [0.10, 0.12, 0.14])
+    for seed in plan.seeds:  # seed 1 was resumed on a new commit and changed data (--allow-data-change)
+        resumed = seed == 1
+        _write_run_info(plan, key, seed, git_commit="abc123", data_hash="d" * 16, torch="2.13.0+cpu", device="cpu",
+                        git_commits=["abc123", "fed789"] if resumed else ["abc123"],
+                        data_hashes=["d" * 16, "e" * 16] if resumed else ["d" * 16])
+    df = table_frame(plan, "table2")
+    row = df[df["row"] == "Ours, MiT-B4"].iloc[0]
+    assert row["git_commit"] == "abc123;fed789" and row["data_hash"] == f"{'d' * 16};{'e' * 16}"
 
 
 def test_one_seed_std_is_na(tmp_path):

@@ -49,17 +49,22 @@ def read_metrics(plan: Plan, key: str, metric: str = "mIoU") -> list[float]:
 
 def provenance(plan: Plan, key: str) -> dict[str, str]:
     """Code commit, data hash, torch version, device and machine of the seeds of run ``key`` (each the
-    distinct values over seeds joined by ``;``; empty when no run wrote them)."""
+    distinct values over seeds and resumed attempts joined by ``;``; empty when no run wrote them)."""
     seen: dict[str, list[str]] = {k: [] for k in PROVENANCE}
     for seed in plan.seeds:
         run_dir = Path(plan.run_dir(key, seed))
         info = _read_json(run_dir / "run_info.json")
         machine = info.get("machine") or _read_json(run_dir / "machine.json")
-        values = {k: info.get(k) for k in PROVENANCE[:4]}
-        values["machine"] = machine.get("description") if isinstance(machine, dict) else machine
-        for k, v in values.items():
-            if v not in (None, "") and str(v) not in seen[k]:
-                seen[k].append(str(v))
+        values = {k: [info.get(k)] for k in PROVENANCE[:4]}
+        # a resumed run lists every attempt's commit and data hash (engine.train.record_attempt)
+        for k, many in (("git_commit", "git_commits"), ("data_hash", "data_hashes")):
+            if isinstance(info.get(many), list):
+                values[k] = [info.get(k), *info[many]]
+        values["machine"] = [machine.get("description") if isinstance(machine, dict) else machine]
+        for k, vs in values.items():
+            for v in vs:
+                if v not in (None, "") and str(v) not in seen[k]:
+                    seen[k].append(str(v))
     return {k: ";".join(v) for k, v in seen.items()}
 
 
