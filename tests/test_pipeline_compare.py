@@ -43,7 +43,10 @@ def test_verdicts_row_by_row(tmp_path, capsys):
     assert "| table2 | FCN, ResNet-101 | mIoU | s0 8.00, s1 8.20, s2 7.80 | s0 8.05 | +0.05 | same |" in out
     assert "Summary: 1 DIFFERS, 6 missing, 1 same" in out
     assert (tmp_path / "cmp.md").read_text() == out
-    assert main(["compare-results", "--reference", str(ref), "--ours", str(ours), "--check"]) == 1
+    capsys.readouterr()
+    assert main(["compare-results", "--reference", str(ref), "--ours", str(ours), "--check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 row(s)" in err[0] and "table2 Ours, ResNet-101" in err[0]
 
 
 def test_other_seeds_are_judged_by_the_seed_spread():

@@ -234,7 +234,12 @@ def _compare(args) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
     bad = [r for r in rows if r.verdict.startswith(("DIFFERS", "outside"))]
-    return 1 if (args.check and bad) else 0
+    if args.check and bad:  # exit 2 like dvc-yaml --check: 1 is reserved for bugs (docs/errors.md)
+        print(f"error: {len(bad)} row(s) of {args.ours} differ from {args.reference} beyond the tolerance "
+              f"({tolerance} pp): {', '.join(f'{r.table} {r.row}' for r in bad[:3])}"
+              + (", ..." if len(bad) > 3 else ""), file=sys.stderr)
+        return 2
+    return 0
 
 
 def _common(p: argparse.ArgumentParser, *, tables: bool = False) -> None:
@@ -319,7 +324,7 @@ def add_parser(subparsers) -> None:
     c.add_argument("--ours", default="results", help="your results folder (default: %(default)s)")
     c.add_argument("--tolerance", type=float, help="cross-machine tolerance in mIoU points (default: the measured one)")
     c.add_argument("--out", help="also write the comparison (Markdown) here")
-    c.add_argument("--check", action="store_true", help="exit 1 when a row differs beyond the tolerance")
+    c.add_argument("--check", action="store_true", help="exit 2 when a row differs beyond the tolerance")
     c.set_defaults(func=_compare)
 
     f = subparsers.add_parser("figures", help="results/figures: Table 4 plot, Fig. 3 similarity maps, Fig. 5 embeddings",
