@@ -156,9 +156,9 @@ def test_figure_from_synthetic_rows(tmp_path) -> None:
              "proto_usage_entropy": e, "proto_dead_fraction": f}
             for k, c, e, f in ((1, float("nan"), float("nan"), 0.0), (5, 0.6, 0.8, 0.0),
                                (10, 0.7, 0.6, 0.1), (20, 0.8, 0.5, 0.3), (50, 0.9, 0.3, 0.6))]
-    rows += [{"label": "paper\n(argmax)", "group": "assignment", "proto_mean_pairwise_cos": 0.95,
+    rows += [{"label": "paper (argmax)", "group": "assignment", "proto_mean_pairwise_cos": 0.95,
               "proto_usage_entropy": 0.1, "proto_dead_fraction": 0.8},
-             {"label": "paper +\nGumbel", "group": "assignment", "proto_mean_pairwise_cos": 0.4,
+             {"label": "paper + Gumbel", "group": "assignment", "proto_mean_pairwise_cos": 0.4,
               "proto_usage_entropy": 0.9, "proto_dead_fraction": 0.0}]
     out = plot_prototype_diagnostics(rows, tmp_path / "f" / "prototype_diagnostics.png")
     assert out.is_file() and out.stat().st_size > 10_000
@@ -168,3 +168,28 @@ def test_figure_from_synthetic_rows(tmp_path) -> None:
     with pytest.raises(ValueError, match="no run has prototype_diagnostics"):
         plot_prototype_diagnostics([], tmp_path / "empty.png")
     assert not (tmp_path / "empty.png").exists()
+
+
+def test_figures_cli_reads_the_plans_run_dirs(tmp_path) -> None:
+    """`protoseg figures --which diagnostics`: metrics.json of two planned entries (seeds averaged),
+    the others missing; the real CLI and plan."""
+    from pathlib import Path
+
+    from protoseg.cli import main
+    from protoseg.pipeline.diagnostics_figure import diagnostics_rows
+    from protoseg.pipeline.experiments import build_plan
+
+    plan = build_plan(scale="mini", runs_dir=str(tmp_path / "runs"), seeds=[0, 1])
+    for entry, seed, cos in (("t5b-k5", 0, 0.2), ("t5b-k5", 1, 0.4), ("d-paper", 0, 0.9)):
+        run = Path(plan.run_dir(plan.entry_run[entry], seed))
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "metrics.json").write_text(json.dumps({"mIoU": 0.1, "prototype_diagnostics": {
+            "proto_mean_pairwise_cos": cos, "proto_usage_entropy": 0.5, "proto_dead_fraction": None}}))
+    rows = diagnostics_rows(plan)
+    assert [(r["entry"], r["seeds"]) for r in rows] == [("t5b-k5", 2), ("d-paper", 1)]
+    assert rows[0]["proto_mean_pairwise_cos"] == pytest.approx(0.3)
+    assert math.isnan(rows[0]["proto_dead_fraction"])
+    out = tmp_path / "figs"
+    assert main(["figures", "--which", "diagnostics", "--scale", "mini", "--runs-dir", str(tmp_path / "runs"),
+                 "--seeds", "0,1", "--out", str(out)]) == 0
+    assert (out / "prototype_diagnostics.png").stat().st_size > 10_000

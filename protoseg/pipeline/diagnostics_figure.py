@@ -18,8 +18,8 @@ from .experiments import Plan
 
 ENTRIES = (("t5b-k1", "K=1", "Table 5b"), ("t5b-k5", "K=5", "Table 5b"), ("t5b-k10", "K=10", "Table 5b"),
            ("t5b-k20", "K=20", "Table 5b"), ("t5b-k50", "K=50", "Table 5b"),
-           ("d-paper", "paper\n(argmax)", "assignment"),
-           ("d-flip-update_assignment", "paper +\nGumbel", "assignment"),
+           ("d-paper", "paper (argmax)", "assignment"),
+           ("d-flip-update_assignment", "paper + Gumbel", "assignment"),
            ("d-official", "official", "assignment"))
 PANELS = (("proto_mean_pairwise_cos", "mean pairwise cosine", (-1.0, 1.0)),
           ("proto_usage_entropy", "usage entropy / log K", (0.0, 1.0)),
