@@ -156,9 +156,9 @@ def test_figure_from_synthetic_rows(tmp_path) -> None:
              "proto_usage_entropy": e, "proto_dead_fraction": f}
             for k, c, e, f in ((1, float("nan"), float("nan"), 0.0), (5, 0.6, 0.8, 0.0),
                                (10, 0.7, 0.6, 0.1), (20, 0.8, 0.5, 0.3), (50, 0.9, 0.3, 0.6))]
-    rows += [{"label": "paper (argmax)", "group": "assignment", "proto_mean_pairwise_cos": 0.95,
+    rows += [{"label": "paper (argmax)", "group": "argmax vs Gumbel", "proto_mean_pairwise_cos": 0.95,
               "proto_usage_entropy": 0.1, "proto_dead_fraction": 0.8},
-             {"label": "paper + Gumbel", "group": "assignment", "proto_mean_pairwise_cos": 0.4,
+             {"label": "paper + Gumbel", "group": "argmax vs Gumbel", "proto_mean_pairwise_cos": 0.4,
               "proto_usage_entropy": 0.9, "proto_dead_fraction": 0.0}]
     out = plot_prototype_diagnostics(rows, tmp_path / "f" / "prototype_diagnostics.png")
     assert out.is_file() and out.stat().st_size > 10_000

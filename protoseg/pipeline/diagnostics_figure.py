@@ -18,9 +18,9 @@ from .experiments import Plan
 
 ENTRIES = (("t5b-k1", "K=1", "Table 5b"), ("t5b-k5", "K=5", "Table 5b"), ("t5b-k10", "K=10", "Table 5b"),
            ("t5b-k20", "K=20", "Table 5b"), ("t5b-k50", "K=50", "Table 5b"),
-           ("d-paper", "paper (argmax)", "assignment"),
-           ("d-flip-update_assignment", "paper + Gumbel", "assignment"),
-           ("d-official", "official", "assignment"))
+           ("d-paper", "paper (argmax)", "argmax vs Gumbel"),
+           ("d-flip-update_assignment", "paper + Gumbel", "argmax vs Gumbel"),
+           ("d-official", "official", "argmax vs Gumbel"))
 PANELS = (("proto_mean_pairwise_cos", "mean pairwise cosine", (-1.0, 1.0)),
           ("proto_usage_entropy", "usage entropy / log K", (0.0, 1.0)),
           ("proto_dead_fraction", "dead prototypes (fraction)", (0.0, 1.0)))
