@@ -29,6 +29,17 @@ def whole_inference(model_fn: ModelFn, image: torch.Tensor, out_size: tuple[int,
     return resize_logits(logits, out_size, align_corners=align_corners)
 
 
+def slide_windows(h: int, w: int, crop: tuple[int, int], stride: tuple[int, int]):
+    """The ``(y1, y2, x1, x2)`` windows of ``slide_inference``, in its order."""
+    (ch, cw), (sh, sw) = crop, stride
+    rows = max(h - ch + sh - 1, 0) // sh + 1
+    cols = max(w - cw + sw - 1, 0) // sw + 1
+    for r in range(rows):
+        for c in range(cols):
+            y2, x2 = min(r * sh + ch, h), min(c * sw + cw, w)
+            yield max(y2 - ch, 0), y2, max(x2 - cw, 0), x2
+
+
 @torch.no_grad()
 def slide_inference(model_fn: ModelFn, image: torch.Tensor, num_classes: int, crop: tuple[int, int],
                     stride: tuple[int, int], out_size: tuple[int, int] | None = None, *,
@@ -36,21 +47,15 @@ def slide_inference(model_fn: ModelFn, image: torch.Tensor, num_classes: int, cr
     """Average the logits of overlapping ``crop`` windows taken every ``stride`` (the last window of
     each row/column is shifted back to end at the border); then resize to ``out_size``."""
     b, _, h, w = image.shape
-    (ch, cw), (sh, sw) = crop, stride
-    rows = max(h - ch + sh - 1, 0) // sh + 1
-    cols = max(w - cw + sw - 1, 0) // sw + 1
     logits = image.new_zeros((b, num_classes, h, w))
     count = image.new_zeros((1, 1, h, w))
-    for r in range(rows):
-        for c in range(cols):
-            y2, x2 = min(r * sh + ch, h), min(c * sw + cw, w)
-            y1, x1 = max(y2 - ch, 0), max(x2 - cw, 0)
-            window = image[:, :, y1:y2, x1:x2]
-            out = resize_logits(model_fn(window), window.shape[-2:], align_corners=align_corners)
-            if out.shape[1] != num_classes:
-                raise ValueError(f"model_fn returned {out.shape[1]} channels, expected {num_classes}")
-            logits[:, :, y1:y2, x1:x2] += out
-            count[:, :, y1:y2, x1:x2] += 1
+    for y1, y2, x1, x2 in slide_windows(h, w, crop, stride):
+        window = image[:, :, y1:y2, x1:x2]
+        out = resize_logits(model_fn(window), window.shape[-2:], align_corners=align_corners)
+        if out.shape[1] != num_classes:
+            raise ValueError(f"model_fn returned {out.shape[1]} channels, expected {num_classes}")
+        logits[:, :, y1:y2, x1:x2] += out
+        count[:, :, y1:y2, x1:x2] += 1
     logits = logits / count
     return resize_logits(logits, out_size, align_corners=align_corners) if out_size is not None else logits
 

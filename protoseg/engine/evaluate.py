@@ -1,7 +1,9 @@
 """Evaluation: whole or sliding-window inference over a split, metrics across ranks, and the files.
 
 Outputs in ``out_dir``: ``metrics.json`` (written atomically; the source of truth that tracking and
-the tables read), ``per_class_iou.csv`` and ``confusion.png`` (row-normalised confusion matrix).
+the tables read), ``per_class_iou.csv`` and ``confusion.png`` (row-normalised confusion matrix). With the prototype
+head, ``metrics.json`` also holds ``prototype_diagnostics`` (``protoseg.method.diagnostics``), taken
+from the embeddings of the same forwards.
 """
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ from torch import nn
 
 from protoseg.data.atomic import write_bytes_atomic, write_json_atomic
 from protoseg.data.dataset import SegmentationDataset, ShardSampler, collate_test
-from protoseg.data.inference import inference
+from protoseg.data.inference import inference, slide_windows
 from protoseg.data.metrics import SegMetric
+from protoseg.heads.prototype import PrototypeHead
+from protoseg.method.diagnostics import PrototypeDiagnostics
 
 
 def build_eval_loader(root: str | Path, spec, split: str, *, num_workers: int = 0,
@@ -38,11 +42,17 @@ def evaluate_model(model: nn.Module, loader, spec, *, device: torch.device | str
     model.eval()
     metric = SegMetric(spec.num_classes, spec.ignore_index, device=device)
     align_corners = bool(getattr(model, "align_corners", False))
+    head = getattr(model, "head", None)
+    diag = PrototypeDiagnostics.for_head(head, spec.ignore_index, device) if isinstance(head, PrototypeHead) else None
+    windows: list = []  # (label crop) per forward of the current image, in inference's order
 
     def model_fn(x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=torch.device(device).type, dtype=amp_dtype,
                             enabled=amp_dtype is not None):
-            return model(x).logits.float()
+            out = model(x)
+        if diag is not None:
+            diag.update(out.head.embeddings, windows.pop(0), head.current_prototypes())
+        return out.logits.float()
 
     items = loader
     if progress:
@@ -54,6 +64,8 @@ def evaluate_model(model: nn.Module, loader, spec, *, device: torch.device | str
             for image, label in zip(batch["image"], batch["label"]):
                 image = image.unsqueeze(0).to(device)
                 label = label.to(device)
+                if diag is not None:
+                    windows[:] = _label_windows(label, image, spec)
                 logits = inference(model_fn, image, spec, tuple(label.shape[-2:]), align_corners=align_corners)
                 metric.update(logits.argmax(1)[0], label)
     finally:
@@ -62,7 +74,20 @@ def evaluate_model(model: nn.Module, loader, spec, *, device: torch.device | str
     result = metric.compute()
     result["confusion"] = metric.confusion.cpu().tolist()
     result["num_classes"] = spec.num_classes
+    if diag is not None:
+        result["prototype_diagnostics"] = diag.reduce_().compute(head.current_prototypes())
     return result
+
+
+def _label_windows(label: torch.Tensor, image: torch.Tensor, spec) -> list[torch.Tensor]:
+    """The label under each window ``inference`` feeds the model (nearest-resized to the image)."""
+    h, w = image.shape[-2:]
+    lab = label.view(1, 1, *label.shape[-2:])
+    if tuple(lab.shape[-2:]) != (h, w):
+        lab = torch.nn.functional.interpolate(lab.float(), size=(h, w), mode="nearest").long()
+    if spec.test_mode != "slide":
+        return [lab[:, 0]]
+    return [lab[:, 0, y1:y2, x1:x2] for y1, y2, x1, x2 in slide_windows(h, w, spec.slide_crop, spec.slide_stride)]
 
 
 def write_eval_outputs(out_dir: str | Path, metrics: dict[str, Any], class_names, *,

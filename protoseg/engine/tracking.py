@@ -52,6 +52,7 @@ COMPLETE_TAG = "protoseg.complete"
 CONTENT_TAG = "protoseg.content"
 SUPERSEDED_TAG = "protoseg.superseded_by"
 PERCENT_METRICS = ("mIoU", "aAcc", "mAcc")
+DIAGNOSTIC_METRICS = ("proto_mean_pairwise_cos", "proto_usage_entropy", "proto_dead_fraction")
 ARTIFACTS = ("config.yaml", "run_info.json", "metrics.json", "per_class_iou.csv", "confusion.png",
              "train_log.jsonl", "val_log.jsonl")
 
@@ -220,6 +221,8 @@ def log_run(client, run: dict[str, Any], artifact_root: Path) -> dict[str, Any]:
     # the tables' units: metrics.json holds fractions, the tables and the paper percentages
     points = [Metric(k, 100.0 * float(metrics[k]), ts, step)
               for k in PERCENT_METRICS if _finite(metrics.get(k))]
+    diag = metrics.get("prototype_diagnostics") or {}  # prototype head: collapse diagnostics
+    points += [Metric(k, float(diag[k]), ts, step) for k in DIAGNOSTIC_METRICS if _finite(diag.get(k))]
     paper = tr.get("paper_value")
     metric_name = tr.get("metric") or "mIoU"
     if _finite(paper):

@@ -214,7 +214,12 @@ def _figures(args) -> int:
     from .figures import build_figures
 
     pcfg, plan = _plan(args)
-    written = build_figures(plan, out_dir=args.out, which=args.which, params_file=args.params)
+    which = [w for w in args.which if w != "diagnostics"]
+    written = build_figures(plan, out_dir=args.out, which=which, params_file=args.params) if which else []
+    if "diagnostics" in args.which:
+        from .diagnostics_figure import prototype_diagnostics_figure
+
+        written.append(prototype_diagnostics_figure(plan, Path(args.out) / "prototype_diagnostics.png"))
     print(json.dumps({"written": [str(p) for p in written]}))
     return 0
 
@@ -334,5 +339,5 @@ def add_parser(subparsers) -> None:
     f.add_argument("--out", default="results/figures")
     f.add_argument("--params")
     f.add_argument("--which", nargs="+", default=["table4", "similarity", "embedding"],
-                   choices=("table4", "similarity", "embedding"))
+                   choices=("table4", "similarity", "embedding", "diagnostics"))
     f.set_defaults(func=_figures)
