@@ -33,6 +33,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "protoseg.engine.cli",
     "protoseg.pipeline.cli",
     "protoseg.convert",
+    "protoseg.engine.export",
 )
 EXIT_USAGE = 2
 EXIT_NONFINITE = 3

@@ -66,8 +66,9 @@ def add_parser(subparsers) -> None:
 
     m = subparsers.add_parser(
         "make-mini", help="write a miniature synthetic twin in the official on-disk format",
-        description="Write a small synthetic dataset in exactly the official layout of DATASET.")
-    m.add_argument("dataset", choices=DATASET_CHOICES)
+        description="Write a small synthetic dataset in exactly the official layout of DATASET "
+                    "(pretrain: the mini scale's pre-training set, in ADE20K's layout).")
+    m.add_argument("dataset", choices=(*DATASET_CHOICES, "pretrain"))
     m.add_argument("--dst", required=True, help="an empty or absent folder")
     m.add_argument("--seed", type=int, default=0)
     m.set_defaults(func=_make_mini)

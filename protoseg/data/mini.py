@@ -1,6 +1,6 @@
 """``protoseg make-mini``: miniature twins of each dataset, in exactly its official on-disk format.
 
-The twins are synthetic (see ``synth.py``): long-tailed class frequencies, two appearance modes per
+The twins are synthetic (see ``synth.py``): long-tailed class frequencies, three appearance modes per
 class, deterministic for a seed, a few seconds to write, and ``prepare`` runs on them unchanged.
 """
 from __future__ import annotations
@@ -16,10 +16,12 @@ from protoseg.data.atomic import write_bytes_atomic
 from protoseg.data.classes import read_table
 from protoseg.data.errors import DataError
 from protoseg.data.image_io import encode_jpeg, encode_png
-from protoseg.data.synth import Region, long_tail_counts, rasterise, render, scene
+from protoseg.data.synth import NUM_MODES, Region, long_tail_counts, rasterise, render, scene
 
-TWINS = ("ade20k", "ade20k-full", "cityscapes", "coco-stuff-10k", "coco-stuff-164k")
+TWINS = ("ade20k", "ade20k-full", "cityscapes", "coco-stuff-10k", "coco-stuff-164k", "pretrain")
 UNLABELLED_KEY = 10**6  # appearance key of "other"/void regions
+ALPHA = 0.7  # power law of the class frequencies (rank r drawn with weight (r + 1)^-ALPHA)
+PRETRAIN_KEY0 = 20500  # appearance keys of the pre-training twin: colours disjoint from the ADE20K twin's
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -27,7 +29,7 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def _size(rng: np.random.Generator) -> tuple[int, int]:
-    return int(rng.integers(128, 193)), int(rng.integers(160, 257))
+    return int(rng.integers(64, 81)), int(rng.integers(64, 97))
 
 
 def _allocate(rng, n_images: int, n_classes: int, total: int, alpha: float,
@@ -57,16 +59,17 @@ def _rank_scene(rng, h, w, ranks, values, keys, n_bg: int, p_unlabelled: float,
 
 
 # ---- ADE20K (ADEChallengeData2016) ------------------------------------------------------------
-def make_ade20k(dst: Path, rng: np.random.Generator, n_train: int = 24, n_val: int = 8,
-                size: tuple[int, int] | None = None) -> dict:
-    """``size`` (h, w) fixes the image size (benchmarks); default: random 128-192 x 160-256."""
+def make_ade20k(dst: Path, rng: np.random.Generator, n_train: int = 400, n_val: int = 100,
+                size: tuple[int, int] | None = None, key0: int = 1000) -> dict:
+    """``size`` (h, w) fixes the image size (benchmarks); default: random 64-80 x 64-96. ``key0``: the
+    appearance key of label value 0 (the pre-training twin uses its own classes)."""
     rows = read_table("ade20k_150.tsv")
     values = [int(r["label_value"]) for r in rows]
-    keys = [1000 + v for v in values]
+    keys = [key0 + v for v in values]
     for split, official, prefix, n, total, guarantee in (
-            ("train", "training", "ADE_train", n_train, 260, True),
-            ("val", "validation", "ADE_val", n_val, 60, False)):
-        for i, ranks in enumerate(_allocate(rng, n, 150, max(total, 8 * n), 0.8, guarantee), start=1):
+            ("train", "training", "ADE_train", n_train, 5 * n_train, True),
+            ("val", "validation", "ADE_val", n_val, 5 * n_val, False)):
+        for i, ranks in enumerate(_allocate(rng, n, 150, max(total, 150 if guarantee else 1), ALPHA, guarantee), start=1):
             h, w = size or _size(rng)
             regions = _rank_scene(rng, h, w, ranks, values, keys, 8, 0.5, 0)
             index = rasterise(regions, h, w)
@@ -85,7 +88,7 @@ def make_ade20k(dst: Path, rng: np.random.Generator, n_train: int = 24, n_val: i
 
 # ---- ADE20K-Full (ADE20K_2021_17_01) ----------------------------------------------------------
 ADE_SCENES = ("cultural/apse__indoor", "urban/street", "home_or_hotel/bedroom", "nature_landscape/coast")
-ADE_FULL_PRESENT = 420  # ranks of the 847 list drawn in train (every one at least once)
+ADE_FULL_PRESENT = 847  # ranks of the 847 list drawn in train (every one at least once)
 
 
 def _ade_full_names(rows) -> list[str]:
@@ -95,7 +98,7 @@ def _ade_full_names(rows) -> list[str]:
     return names
 
 
-def make_ade20k_full(dst: Path, rng: np.random.Generator, n_train: int = 40, n_val: int = 10) -> dict:
+def make_ade20k_full(dst: Path, rng: np.random.Generator, n_train: int = 600, n_val: int = 150) -> dict:
     rows = read_table("ade20k_full_847.tsv")
     ade_ids = [int(r["ade_id"]) for r in rows]
     in_847 = set(ade_ids)
@@ -108,7 +111,7 @@ def make_ade20k_full(dst: Path, rng: np.random.Generator, n_train: int = 40, n_v
     root_name = "ADE20K_2021_17_01"
     for split, official, prefix, n, guarantee in (("train", "training", "ADE_train", n_train, True),
                                                   ("val", "validation", "ADE_val", n_val, False)):
-        alloc = _allocate(rng, n, ADE_FULL_PRESENT, 1100 if guarantee else 260, 0.9, guarantee)
+        alloc = _allocate(rng, n, ADE_FULL_PRESENT, max(6 * n, ADE_FULL_PRESENT if guarantee else 1), ALPHA, guarantee)
         for i, ranks in enumerate(alloc, start=1):
             h, w = (520, 600) if (split == "train" and i == 1) else _size(rng)  # one > 512: resized
             regions = _rank_scene(rng, h, w, ranks, values, keys, 6, 0.0, 0)
@@ -155,21 +158,21 @@ CITIES = {"train": ("aachen", "bochum"), "val": ("frankfurt",)}
 CS_OBJECTS = (8, 26, 21, 11, 17, 24, 20, 19, 22, 12, 13, 27, 28, 33, 32, 25, 31, 4, 5, 9, 14)
 
 
-def make_cityscapes(dst: Path, rng: np.random.Generator, n_train: int = 16, n_val: int = 8) -> dict:
+def make_cityscapes(dst: Path, rng: np.random.Generator, n_train: int = 300, n_val: int = 60) -> dict:
     rows = {int(r["label_id"]): r for r in read_table("cityscapes_labels_all.tsv") if int(r["label_id"]) >= 0}
-    h, w = 128, 256
+    h, w = 64, 128
     for split, n, guarantee in (("train", n_train, True), ("val", n_val, False)):
-        alloc = _allocate(rng, n, len(CS_OBJECTS), 8 * n, 0.6, guarantee)
+        alloc = _allocate(rng, n, len(CS_OBJECTS), 5 * n, 0.6, guarantee)
         for i, ranks in enumerate(alloc):
             city = CITIES[split][i % len(CITIES[split])]
             stem = f"{city}_{i:06d}_{19 + i:06d}"
             horizon = float(rng.uniform(0.35, 0.55) * h)
-            regions = [Region(23, 2023, int(rng.integers(2)), [(0, 0), (w, 0), (w, h), (0, h)]),  # sky
-                       Region(7, 2007, int(rng.integers(2)), [(0, horizon), (w, horizon), (w, h), (0, h)])]
+            regions = [Region(23, 2023, int(rng.integers(NUM_MODES)), [(0, 0), (w, 0), (w, h), (0, h)]),  # sky
+                       Region(7, 2007, int(rng.integers(NUM_MODES)), [(0, horizon), (w, horizon), (w, h), (0, h)])]
             regions += scene(rng, h, w, (0, 0), [(CS_OBJECTS[r], 2000 + CS_OBJECTS[r], r) for r in ranks],
                              len(CS_OBJECTS))[1:]
             if rng.random() < 0.5:  # ego vehicle at the bottom (void)
-                regions.append(Region(1, UNLABELLED_KEY + 1, 0, [(0, h - 10), (w, h - 10), (w, h), (0, h)]))
+                regions.append(Region(1, UNLABELLED_KEY + 1, 0, [(0, h - 6), (w, h - 6), (w, h), (0, h)]))
             idx = rasterise(regions, h, w)
             label = np.array([r.value for r in regions], dtype=np.uint8)[idx]
             inst_id = np.array([r.value * 1000 + k if rows[r.value]["has_instances"] == "1" else r.value
@@ -197,16 +200,16 @@ def _coco_scenes(rng, n: int, total: int, guarantee: bool, value_col: str, unlab
     # COCO's list is not frequency-ordered: rank classes by a fixed shuffle so things and stuff mix
     perm = np.random.default_rng(171).permutation(len(values))
     values, keys = [values[i] for i in perm], [keys[i] for i in perm]
-    for ranks in _allocate(rng, n, len(values), total, 0.8, guarantee):
+    for ranks in _allocate(rng, n, len(values), total, ALPHA, guarantee):
         h, w = _size(rng)
         regions = _rank_scene(rng, h, w, ranks, values, keys, 10, 0.6, unlabelled)
         idx = rasterise(regions, h, w)
         yield regions, idx
 
 
-def make_coco_stuff_10k(dst: Path, rng: np.random.Generator, n_train: int = 24, n_val: int = 8) -> dict:
+def make_coco_stuff_10k(dst: Path, rng: np.random.Generator, n_train: int = 400, n_val: int = 100) -> dict:
     k = 0
-    for split, n, total, guarantee in (("train", n_train, 260, True), ("test", n_val, 60, False)):
+    for split, n, total, guarantee in (("train", n_train, max(5 * n_train, 171), True), ("test", n_val, 5 * n_val, False)):
         stems = []
         for regions, idx in _coco_scenes(rng, n, total, guarantee, "label_value_10k", 0):
             k += 1
@@ -231,9 +234,9 @@ def _mat_bytes(variables: dict) -> bytes:
     return buf.getvalue()
 
 
-def make_coco_stuff_164k(dst: Path, rng: np.random.Generator, n_train: int = 24, n_val: int = 8) -> dict:
+def make_coco_stuff_164k(dst: Path, rng: np.random.Generator, n_train: int = 400, n_val: int = 100) -> dict:
     k = 0
-    for split, n, total, guarantee in (("train2017", n_train, 260, True), ("val2017", n_val, 60, False)):
+    for split, n, total, guarantee in (("train2017", n_train, max(5 * n_train, 171), True), ("val2017", n_val, 5 * n_val, False)):
         for regions, idx in _coco_scenes(rng, n, total, guarantee, "label_value_164k", 255):
             k += 1
             stem = f"{9 + 13 * k:012d}"
@@ -243,8 +246,16 @@ def make_coco_stuff_164k(dst: Path, rng: np.random.Generator, n_train: int = 24,
     return {"train": n_train, "val": n_val}
 
 
+def make_pretrain(dst: Path, rng: np.random.Generator, n_train: int = 600, n_val: int = 60) -> dict:
+    """The pre-training set of the mini scale (the twins' stand-in for ImageNet): 150 classes of its own
+    (appearance keys from ``PRETRAIN_KEY0``, colours disjoint from the ADE20K twin's), written in
+    ADE20K's layout so that ``protoseg prepare ade20k`` and the trainer read it unchanged."""
+    return make_ade20k(dst, rng, n_train=n_train, n_val=n_val, key0=PRETRAIN_KEY0)
+
+
 MAKERS = {"ade20k": make_ade20k, "ade20k-full": make_ade20k_full, "cityscapes": make_cityscapes,
-          "coco-stuff-10k": make_coco_stuff_10k, "coco-stuff-164k": make_coco_stuff_164k}
+          "coco-stuff-10k": make_coco_stuff_10k, "coco-stuff-164k": make_coco_stuff_164k,
+          "pretrain": make_pretrain}
 
 
 def make_mini(dataset: str, dst: str | Path, *, seed: int = 0, **sizes) -> dict:

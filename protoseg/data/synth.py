@@ -1,9 +1,16 @@
 """Synthetic scenes for the miniature twins: polygons of classes with class-specific appearance.
 
-Every class (``key``) has two appearance modes, fixed by the key alone (not by the seed), so train
-and val images share them: a base colour and a texture (flat, stripes in three orientations or a
-checker board) with its own period. The two modes of a class differ in colour by a large margin and
-in texture type, which gives the intra-class variance that motivates K prototypes per class.
+Every class (``key``) has ``NUM_MODES`` = 3 appearance modes, fixed by the key alone (not by the seed),
+so train and val images share them. A mode is a colour and a faint texture (flat, stripes in three
+orientations or a checker board). Colours are cells of a fixed ``GRID_LEVELS``^3 grid in RGB, taken in
+the order of one fixed permutation by ``key * NUM_MODES + mode``: the modes of consecutive keys get
+distinct cells (no two colours of a 150- or 171-class twin are closer than one grid step, 24 levels,
+against a pixel noise of 3), while a vocabulary of more than ``GRID_CELLS / NUM_MODES`` keys (ADE20K-Full)
+wraps around the grid, so that classes share colours and the vocabulary grows more confusable as it
+grows. The three modes of a class are unrelated colours: one prototype cannot cover a class.
+
+Colour is the cue these twins carry, so the mini scale trains without the hue/saturation distortion
+(``data.photometric: false``): it would erase the cue (measured in docs/mini_recipe.md).
 """
 from __future__ import annotations
 
@@ -13,8 +20,11 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-NUM_MODES = 2
+NUM_MODES = 3
 N_TEXTURES = 5
+GRID_LEVELS = 10
+GRID_CELLS = GRID_LEVELS ** 3
+NOISE_STD = 3.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,20 +35,22 @@ class Appearance:
     amplitude: float
 
 
+def _grid() -> np.ndarray:
+    levels = np.linspace(20.0, 235.0, GRID_LEVELS)
+    cells = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
+    return cells[np.random.default_rng(12345).permutation(GRID_CELLS)]
+
+
+_GRID = _grid()
+
+
 def appearance(key: int, mode: int) -> Appearance:
-    """The fixed look of mode ``mode`` of class ``key``."""
+    """The fixed look of mode ``mode`` (0 .. NUM_MODES-1) of class ``key``."""
     rng = np.random.default_rng([int(key), 7919])
-    c0 = rng.uniform(0, 255, 3)
-    c1 = rng.uniform(0, 255, 3)
-    for _ in range(100):  # the second mode's colour is far from the first
-        if np.linalg.norm(c1 - c0) > 150:
-            break
-        c1 = rng.uniform(0, 255, 3)
-    t0 = int(rng.integers(N_TEXTURES))
-    t1 = (t0 + 1 + int(rng.integers(N_TEXTURES - 1))) % N_TEXTURES
-    colour, texture = (c0, t0) if mode == 0 else (c1, t1)
-    return Appearance(tuple(float(v) for v in colour), texture, float(rng.uniform(4, 12)),
-                      float(rng.uniform(20, 45)))
+    colour = _GRID[(int(key) * NUM_MODES + int(mode)) % GRID_CELLS]
+    textures = rng.permutation(N_TEXTURES)
+    return Appearance(tuple(float(v) for v in colour), int(textures[mode % N_TEXTURES]),
+                      float(rng.uniform(3, 6)), float(rng.uniform(3, 8)))
 
 
 @dataclasses.dataclass
@@ -108,9 +120,9 @@ def render(regions: list[Region], index: np.ndarray, rng: np.random.Generator) -
     ])
     pattern = np.take_along_axis(patterns, texture[None], axis=0)[0]
     img = colour + (amp * pattern)[..., None]
-    gx, gy = rng.uniform(-0.12, 0.12, 2)
+    gx, gy = rng.uniform(-0.06, 0.06, 2)
     light = 1.0 + gx * (x / w - 0.5) + gy * (y / h - 0.5)
-    img = img * light[..., None] + rng.normal(0, 5, size=img.shape)
+    img = img * light[..., None] + rng.normal(0, NOISE_STD, size=img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -123,8 +135,8 @@ def long_tail_counts(n_classes: int, total: int, alpha: float, min_count: int) -
 
 
 def area_for_rank(rng: np.random.Generator, rank: int, n_classes: int) -> float:
-    """Frequent classes get larger regions: area fraction from about 0.2 down to 0.01."""
-    scale = 0.2 * (1.0 - 0.95 * min(rank / max(n_classes - 1, 1), 1.0) ** 0.5)
+    """Frequent classes get larger regions: area fraction from about 0.3 down to 0.03."""
+    scale = 0.3 * (1.0 - 0.9 * min(rank / max(n_classes - 1, 1), 1.0) ** 0.5)
     return float(rng.uniform(0.5, 1.0) * scale)
 
 

@@ -79,6 +79,31 @@ def _exit_status(err: BaseException) -> int:
     return 2 if isinstance(err, user_error_types()) else 1
 
 
+def _pretrain(args) -> int:
+    """Pre-train ``args.backbone`` (``protoseg train`` on the composed config), then export it."""
+    from protoseg.engine.cli import _train as engine_train
+    from protoseg.engine.export import export_backbone
+    from protoseg.pipeline.experiments import ExperimentError, load_scale, pretrain_config, pretrained_path
+
+    pcfg, _ = _plan(args)
+    scale = load_scale(pcfg["scale"], pcfg.get("scales_dir", "configs/scales"))
+    try:
+        cfg = pretrain_config(scale, args.backbone)
+    except ExperimentError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    run_dir = Path(cfg["run"]["output_dir"]) / cfg["run"]["name"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    code = engine_train(argparse.Namespace(config=str(path), overrides=[], resume="auto",
+                                           allow_data_change=False))
+    if code:
+        return code
+    export_backbone(run_dir / "checkpoints" / "final.pt", pretrained_path(scale, args.backbone))
+    return 0
+
+
 def _train(args) -> int:
     """Compose the run's config and hand it to the engine (same exit statuses as ``protoseg train``).
 
@@ -289,6 +314,14 @@ def add_parser(subparsers) -> None:
                    help="the workflow's attempt number: attempt > 1 runs only after exit 75 or a kill")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="engine overrides (paths, workers)")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("pretrain", help="pre-train a backbone once on the scale's pre-training set and "
+                       "export it (what Snakemake and DVC run)",
+                       description="Train a softmax model on the scale's pre-training twin, then write its "
+                       "backbone to the file every run of that backbone fine-tunes from.")
+    p.add_argument("backbone")
+    _common(p)
+    p.set_defaults(func=_pretrain)
 
     p = sub.add_parser("log-mlflow", help="log every (entry, seed) of finished runs into MLflow (what Snakemake runs)",
                        description="Log every (entry, seed) of the finished runs of the list into MLflow (idempotent). "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from .experiments import Plan, load_scale
+from .experiments import Plan, load_scale, pretrain_backbones, pretrained_path
 
 REFERENCE = "results/reference"  # the committed reference results (protoseg compare-results)
 HEADER = """\
@@ -58,6 +58,16 @@ def dvc_yaml(plan: Plan, pcfg: dict) -> str:
         if plan.scale != "mini":
             stages[f"data_{ds}"]["params"] = [{"configs/pipeline.yaml": [f"paper_sources.{ds}"]}]
 
+    pre = scale.get("pretrain")
+    if pre:  # the pre-training twin and one pre-training stage per backbone, as the Snakemake rules
+        stages["data_pretrain"] = {
+            "cmd": ("rm -rf data/mini/raw/pretrain && protoseg make-mini pretrain --dst data/mini/raw/pretrain && "
+                    f"protoseg prepare ade20k --src data/mini/raw/pretrain --dst {pre['root']} --workers 1 --quiet"),
+            "outs": [pre["root"]]}
+        for bb in pretrain_backbones(plan.runs.values()):
+            stages[f"pretrain_{bb}"] = {"cmd": f"OMP_NUM_THREADS=1 protoseg experiments pretrain {bb} {common}",
+                                        "deps": [pre["root"]], "outs": [pretrained_path(scale, bb)]}
+
     def train_stages(keys):
         for key in keys:
             run = plan.runs[key]
@@ -67,7 +77,8 @@ def dvc_yaml(plan: Plan, pcfg: dict) -> str:
                     continue
                 stages[name] = {
                     "cmd": train_cmd(plan, key, seed, int(run.resources.get("cpus_per_task") or 1)),
-                    "deps": [roots[run.dataset]],
+                    "deps": [roots[run.dataset]] + ([run.config["model"]["pretrained"]]
+                                                    if pre and run.config["model"].get("pretrained") else []),
                     "outs": [plan.run_dir(key, seed)],
                     "desc": ", ".join(run.entries),
                 }

@@ -281,11 +281,62 @@ def compose(entry: Entry, scale: dict) -> dict:
         sched = dict(scale["schedules"][entry.schedule])
     except KeyError:
         raise ExperimentError(f"{where}: schedule {entry.schedule!r} not in the scale's `schedules`") from None
-    train = {**(scale.get("train") or {}), **sched}
+    paper_iters = sched.pop("paper_iters", None)
+    fixed = sched.pop("fixed", False)  # the smoke schedule: the same for every model
+    train = {**(scale.get("train") or {}), **sched, **({} if fixed else model_map.get("train") or {})}
+    pretrain = scale.get("pretrain")
+    if pretrain and "pretrained" not in model:
+        model["pretrained"] = pretrained_path(scale, model["backbone"])
+    if entry.head == "prototype" and paper_iters and scale.get("momentum_horizon"):
+        _map_momentum(model, entry, int(paper_iters), int(train["iters"]))
     out = {"model": model, "data": data, "optim": optim, "train": train}
     for section, values in (entry.recipe_settings or {}).items():  # the entry's recipe (e.g. official)
         out[section] = {**out[section], **values}
     return out
+
+
+def momentum_for_horizon(mu: float, paper_iters: int, iters: int) -> float:
+    """The per-step momentum that keeps Eq. 14's horizon at a shorter schedule: after ``iters`` steps
+    at the result, the initial prototypes keep the share ``mu ** paper_iters`` that the paper's
+    ``paper_iters`` steps at ``mu`` leave (mu_mini = mu ** (paper_iters / iters))."""
+    return round(float(mu) ** (paper_iters / iters), 6)
+
+
+def _map_momentum(model: dict, entry: Entry, paper_iters: int, iters: int) -> None:
+    preset = _method_presets()[entry.variant]
+    method = model.setdefault("method", {"variant": entry.variant, "num_prototypes": int(entry.K)})
+    mu = method.get("momentum", preset["momentum"])
+    method["momentum"] = momentum_for_horizon(mu, paper_iters, iters)
+
+
+def pretrained_path(scale: dict, backbone: str) -> str:
+    """Where the scale's pre-training stage writes the backbone file of ``backbone``."""
+    return f"{scale['pretrain']['dir']}/{backbone}.pt"
+
+
+def pretrain_config(scale: dict, backbone: str) -> dict:
+    """The engine config that pre-trains ``backbone`` once on the scale's pre-training set (softmax
+    head; the first of the scale's models on that backbone gives the model and optimizer settings)."""
+    pre = scale.get("pretrain")
+    if not pre:
+        raise ExperimentError(f"scale {scale.get('name')}: no `pretrain` section")
+    maps = [m for m in scale["models"].values() if m["model"]["backbone"] == backbone]
+    if not maps:
+        raise ExperimentError(f"scale {scale.get('name')}: no model on backbone {backbone!r}")
+    model = {**maps[0]["model"], "head": "softmax"}
+    optim = {"name": maps[0]["optim"], **(scale.get("optim", {}).get(maps[0]["optim"]) or {}),
+             **(maps[0].get("optim_options") or {})}
+    data = {"dataset": pre["dataset"], "root": pre["root"], **(scale["data"].get("common") or {})}
+    train = {**(scale.get("train") or {}), **pre["train"], **(pre.get("backbone_train", {}).get(backbone) or {})}
+    return {"run": {"name": f"pretrain/{backbone}", "output_dir": f"{pre['runs_dir']}", "seed": 0},
+            "model": model, "data": data, "optim": optim, "train": train,
+            "tracking": {"experiment": f"{scale.get('name')}/pretrain", "entry": f"pretrain-{backbone}"}}
+
+
+def pretrain_backbones(plan_runs) -> list[str]:
+    """The backbones whose pre-trained files the runs read, in order."""
+    return list(dict.fromkeys(r.config["model"]["backbone"] for r in plan_runs
+                              if r.config["model"].get("pretrained")))
 
 
 def run_key(config: dict) -> str:

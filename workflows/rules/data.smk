@@ -18,6 +18,18 @@ rule make_mini:
         "--dst data/mini/prepared/{wildcards.dataset:q} --workers 1 --quiet) > {log:q} 2>&1"
 
 
+rule make_mini_pretrain:
+    """The pre-training twin (`protoseg make-mini pretrain`), prepared as the ADE20K layout it uses."""
+    output:
+        "data/mini/prepared/pretrain/meta.json",
+    log:
+        "logs/mini/make_mini/pretrain.log",
+    shell:
+        "(rm -rf data/mini/raw/pretrain && {PS} make-mini pretrain --dst data/mini/raw/pretrain && "
+        "{PS} prepare ade20k --src data/mini/raw/pretrain --dst data/mini/prepared/pretrain "
+        "--workers 1 --quiet) > {log:q} 2>&1"
+
+
 rule prepare:
     output:
         "data/prepared/{dataset}/meta.json",
@@ -35,3 +47,6 @@ rule prepare:
     shell:
         "{PS} prepare {wildcards.dataset:q} --src {params.src:q} --dst data/prepared/{wildcards.dataset:q} "
         "--workers {threads} --quiet > {log:q} 2>&1"
+
+
+ruleorder: make_mini_pretrain > make_mini

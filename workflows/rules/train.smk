@@ -25,9 +25,32 @@ def _train_resources():
     return out
 
 
+rule pretrain:
+    """One pre-training run per backbone on the scale's pre-training twin (the stand-in for ImageNet
+    weights), exported as the backbone file every run of that backbone fine-tunes from."""
+    input:
+        data=ancient(f"{SCALE_CFG['pretrain']['root']}/meta.json") if SCALE_CFG.get("pretrain") else [],
+    output:
+        f"{SCALE_CFG['pretrain']['dir']}/{{backbone}}.pt" if SCALE_CFG.get("pretrain") else "pretrain-disabled/{backbone}",
+    log:
+        f"logs/{SCALE}/pretrain/{{backbone}}.log",
+    benchmark:
+        f"logs/{SCALE}/benchmarks/pretrain/{{backbone}}.tsv"
+    threads: 1
+    shell:
+        "OMP_NUM_THREADS={threads} {PS} experiments pretrain {wildcards.backbone:q} {COMMON_ARGS} > {log:q} 2>&1"
+
+
+def pretrained_input(wc):
+    """The backbone file a run fine-tunes from (none when the scale has no pre-training stage)."""
+    path = PLAN.runs[wc.key].config["model"].get("pretrained")
+    return [ancient(path)] if path and SCALE_CFG.get("pretrain") else []
+
+
 rule train:
     input:
         data=lambda wc: ancient(data_marker(PLAN.runs[wc.key].dataset)),
+        pretrained=pretrained_input,
     output:
         ckpt=f"{RUNS}/{{key}}/s{{seed}}/checkpoints/final.pt",
         metrics=f"{RUNS}/{{key}}/s{{seed}}/metrics.json",

@@ -1,0 +1,43 @@
+"""``protoseg export-backbone``: the backbone of a trained run as a backbone file.
+
+The mini scale pre-trains each small backbone once on its own synthetic set (the stand-in for the
+paper's ImageNet initialisation) and every mini run fine-tunes from the exported file through
+``model.pretrained=PATH`` (``protoseg/models/backbones/weights.py`` loads it strictly).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+from protoseg.models.backbones.weights import save_backbone_file
+
+from .checkpoint import load_checkpoint
+
+
+def export_backbone(checkpoint: str | Path, out: str | Path) -> Path:
+    """Write the ``backbone.*`` tensors of ``checkpoint`` (a protoseg checkpoint) as a backbone file."""
+    ck = load_checkpoint(checkpoint)
+    name = ck["config"]["model"]["backbone"]
+    state = {k.removeprefix("backbone."): v.float() if v.is_floating_point() else v
+             for k, v in ck["model"].items() if k.startswith("backbone.")}
+    if not state:
+        raise ValueError(f"{checkpoint}: holds no backbone.* tensors")
+    return save_backbone_file(out, name, state, source_format=f"protoseg-run:{ck['config']['run']['name']}")
+
+
+def _cli(args) -> int:
+    out = export_backbone(args.checkpoint, args.out)
+    print(f"wrote {out} (backbone of {args.checkpoint})")
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("export-backbone", help="write the backbone of a trained checkpoint as a "
+                              "backbone file that model.pretrained=PATH loads",
+                              description="Write the backbone of a trained checkpoint as a backbone file.")
+    p.add_argument("checkpoint", help="a protoseg checkpoint, e.g. runs/.../checkpoints/final.pt")
+    p.add_argument("out", help="the backbone file to write (.pt)")
+    p.set_defaults(func=_cli)
+
+
+__all__ = ["export_backbone"]
