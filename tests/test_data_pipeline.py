@@ -102,7 +102,7 @@ def test_test_pipeline_keeps_label_resolution():
 def test_dataset_and_train_loader(roots):
     spec = get_spec("ade20k", mini=True)
     ds = SegmentationDataset.from_spec(roots["ade20k"], spec, train=True, seed=7)
-    assert len(ds) == 24 and ds.num_classes == 150 and ds.ignore_index == 255
+    assert len(ds) == 400 and ds.num_classes == 150 and ds.ignore_index == 255
     a, b = ds[3], ds[3]
     assert torch.equal(a["image"], b["image"])  # fixed by (seed, epoch, index)
     ds.set_epoch(1)
@@ -111,9 +111,9 @@ def test_dataset_and_train_loader(roots):
     loader = build_loader(ds, batch_size=4, train=True, num_workers=2, seed=7)
     set_loader_epoch(loader, 0)
     batches = list(loader)
-    assert len(batches) == 6
+    assert len(batches) == 100
     assert batches[0]["image"].shape == (4, 3, 128, 128) and batches[0]["label"].shape == (4, 128, 128)
-    assert sorted(i for b in batches for i in b["index"].tolist()) == list(range(24))
+    assert sorted(i for b in batches for i in b["index"].tolist()) == list(range(400))
     assert torch.equal(batches[0]["image"][0], ds[int(batches[0]["index"][0])]["image"])
 
 
@@ -123,7 +123,7 @@ def test_eval_loader_and_top_n_label_set(roots):
     ds = SegmentationDataset.from_spec(roots["ade20k-full"], spec, train=False)
     assert ds.num_classes == 300 and ds.ignore_index == 65535
     items = list(build_loader(ds, batch_size=2, train=False, num_workers=0))
-    assert sum(len(b["stem"]) for b in items) == 10
+    assert sum(len(b["stem"]) for b in items) == 150
     lab = items[0]["label"][0]
     assert lab.dtype == torch.int64 and int(lab[lab != 65535].max()) < 300
     img, raw = items[0]["image"][0], ds.load(0)[1]

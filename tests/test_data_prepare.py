@@ -16,11 +16,12 @@ from protoseg.data.classes import read_table
 from protoseg.data.errors import DataError
 from protoseg.data.mini import TWINS, make_mini
 from protoseg.data.prepare import prepare
-from protoseg.data.synth import appearance
+from protoseg.data.mini import PRETRAIN_KEY0
+from protoseg.data.synth import GRID_LEVELS, NUM_MODES, appearance
 
-SPLITS = {"ade20k": {"train": 24, "val": 8}, "ade20k-full": {"train": 40, "val": 10},
-          "cityscapes": {"train": 16, "val": 8}, "coco-stuff-10k": {"train": 24, "test": 8},
-          "coco-stuff-164k": {"train": 24, "val": 8}}
+SPLITS = {"ade20k": {"train": 400, "val": 100}, "ade20k-full": {"train": 600, "val": 150},
+          "cityscapes": {"train": 300, "val": 60}, "coco-stuff-10k": {"train": 400, "test": 100},
+          "coco-stuff-164k": {"train": 400, "val": 100}}
 NUM_CLASSES = {"ade20k": 150, "ade20k-full": 847, "cityscapes": 19, "coco-stuff-10k": 171,
                "coco-stuff-164k": 171}
 
@@ -79,11 +80,21 @@ def test_twins_are_deterministic_by_seed(tmp_path):
         assert a == b and a != c
 
 
-def test_every_class_has_two_distinct_modes():
-    for key in list(range(1000, 1151)) + list(range(3000, 3171)) + [2000 + i for i in range(34)]:
-        m0, m1 = appearance(key, 0), appearance(key, 1)
-        assert np.linalg.norm(np.subtract(m0.colour, m1.colour)) > 150
-        assert m0.texture != m1.texture
+def test_every_class_has_three_distinct_modes_and_the_847_vocabulary_is_confusable():
+    step = 215 / (GRID_LEVELS - 1)  # one grid step of the colour grid
+    for keys in (range(1000, 1151), range(3000, 3171), [2000 + i for i in range(34)],
+                 range(PRETRAIN_KEY0, PRETRAIN_KEY0 + 151)):
+        colours = np.array([appearance(k, m).colour for k in keys for m in range(NUM_MODES)])
+        d = np.linalg.norm(colours[:, None] - colours[None], axis=-1) + np.eye(len(colours)) * 1e9
+        assert d.min() >= step - 1e-6  # no two colours of one twin closer than a grid step
+        for k in keys:
+            assert len({appearance(k, m).texture for m in range(NUM_MODES)}) == NUM_MODES
+    ade = {appearance(1000 + k, m).colour for k in range(151) for m in range(NUM_MODES)}
+    pre = {appearance(PRETRAIN_KEY0 + k, m).colour for k in range(151) for m in range(NUM_MODES)}
+    assert not ade & pre  # the pre-training classes are classes of their own
+    full = [appearance(5000 + int(r["ade_id"]), m).colour for r in read_table("ade20k_full_847.tsv")
+            for m in range(NUM_MODES)]
+    assert len(set(full)) < 0.5 * len(full)  # 847 classes share colours: confusability grows
 
 
 def _original_values(name, src, split, stem):
@@ -191,10 +202,10 @@ def test_rerun_skips_and_repairs(tmp_path):
     make_mini("ade20k", tmp_path / "src", seed=1)
     dst = tmp_path / "dst"
     first = prepare("ade20k", tmp_path / "src", dst, workers=2, progress=False)
-    assert first["run"]["files_converted"] == 32
+    assert first["run"]["files_converted"] == 500
     mtimes = {p: p.stat().st_mtime_ns for p in (dst / "labels").rglob("*.png")}
     again = prepare("ade20k", tmp_path / "src", dst, workers=2, progress=False)
-    assert again["run"]["files_converted"] == 0 and again["run"]["files_skipped"] == 32
+    assert again["run"]["files_converted"] == 0 and again["run"]["files_skipped"] == 500
     assert mtimes == {p: p.stat().st_mtime_ns for p in (dst / "labels").rglob("*.png")}
     # a damaged output and a stale temp file: only that pair is redone, the temp file removed
     victim = dst / "labels" / "train" / "ADE_train_00000003.png"
@@ -240,7 +251,7 @@ def test_cli_make_mini_prepare_check(tmp_path, capsys):
                  "--workers", "2", "--quiet"]) == 0
     assert main(["prepare", "coco-stuff-164k", "--check", str(tmp_path / "dst"), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert '"samples_checked": 32' in out
+    assert '"samples_checked": 500' in out
     assert main(["make-mini", "coco-stuff-164k", "--dst", str(tmp_path / "src")]) == 2  # not empty
     assert "not empty" in capsys.readouterr().err
     assert main(["prepare", "ade20k", "--check", str(tmp_path / "dst"), "--quiet"]) == 2

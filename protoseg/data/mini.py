@@ -18,7 +18,7 @@ from protoseg.data.errors import DataError
 from protoseg.data.image_io import encode_jpeg, encode_png
 from protoseg.data.synth import NUM_MODES, Region, long_tail_counts, rasterise, render, scene
 
-TWINS = ("ade20k", "ade20k-full", "cityscapes", "coco-stuff-10k", "coco-stuff-164k", "pretrain")
+TWINS = ("ade20k", "ade20k-full", "cityscapes", "coco-stuff-10k", "coco-stuff-164k")
 UNLABELLED_KEY = 10**6  # appearance key of "other"/void regions
 ALPHA = 0.7  # power law of the class frequencies (rank r drawn with weight (r + 1)^-ALPHA)
 PRETRAIN_KEY0 = 20500  # appearance keys of the pre-training twin: colours disjoint from the ADE20K twin's
@@ -262,10 +262,10 @@ def make_mini(dataset: str, dst: str | Path, *, seed: int = 0, **sizes) -> dict:
     """Write the twin of ``dataset`` into ``dst`` (which must be empty or absent). ``sizes``
     (``n_train``, ``n_val``; ``size`` for ade20k) override the defaults, for benchmarks."""
     if dataset not in MAKERS:
-        raise DataError(f"unknown dataset {dataset!r}; expected one of {', '.join(TWINS)}")
+        raise DataError(f"unknown dataset {dataset!r}; expected one of {', '.join(MAKERS)}")
     dst = Path(dst)
     if dst.exists() and any(dst.iterdir()):
         raise DataError(f"--dst {dst} is not empty; make-mini writes into an empty folder")
     dst.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng([seed, TWINS.index(dataset)])
+    rng = np.random.default_rng([seed, list(MAKERS).index(dataset)])
     return MAKERS[dataset](dst, rng, **sizes)
