@@ -122,7 +122,7 @@ class _FusedCosineScores(torch.autograd.Function):
         n = emb.shape[0]
         # the similarities' dtype: autocast's (CUDA autocast keeps F.normalize's output in float32 but
         # runs the product in fp16/bf16) or the embeddings'
-        dtype = (emb[:0] @ flat.t()).dtype
+        dtype = (emb[:0] @ flat.t()).dtype if torch.is_autocast_enabled(emb.device.type) else emb.dtype
         scores = emb.new_empty(n, num_classes, dtype=dtype)
         best = torch.empty(n, num_classes, dtype=torch.long, device=emb.device)
         own = emb.new_empty(n, k, dtype=dtype)
