@@ -20,7 +20,9 @@ rule all:
     default_target: True
     input:
         rules.build_tables.output,
+        rules.build_claims.output,
         rules.build_figures.output,
+        rules.build_diagnostics_figure.output,
         rules.log_mlflow.output,
         rules.smoke_table.output,
         rules.compare_results.output,
@@ -29,11 +31,13 @@ rule all:
 rule tables:
     input:
         rules.build_tables.output,
+        rules.build_claims.output,
 
 
 rule figures:
     input:
         rules.build_figures.output,
+        rules.build_diagnostics_figure.output,
 
 
 rule mlflow:

@@ -235,6 +235,15 @@ def _tables(args) -> int:
     return 0
 
 
+def _claims(args) -> int:
+    from .claims import build_claims
+
+    _, plan = _plan(args)
+    written, counts, _ = build_claims(plan, args.out)
+    print(json.dumps({"written": [str(p) for p in written], "verdicts": counts}))
+    return 0
+
+
 def _figures(args) -> int:
     from .figures import build_figures
 
@@ -352,6 +361,15 @@ def add_parser(subparsers) -> None:
     t.add_argument("--out", default="results/tables")
     t.add_argument("--params", help="parameter counts (protoseg experiments params --out ...)")
     t.set_defaults(func=_tables)
+
+    cl = subparsers.add_parser(
+        "claims", help="results/tables/claims.{md,csv}: every comparison of the paper, paired by seed",
+        description="Each comparison the paper makes (ours vs parametric, the ablations' best settings, each "
+                    "discrepancy switch) as a paired difference over seeds with a 95%% t-interval, beside the "
+                    "paper's delta, and a verdict: reproduced, contradicted or inconclusive.")
+    _common(cl)
+    cl.add_argument("--out", default="results/tables")
+    cl.set_defaults(func=_claims)
 
     c = subparsers.add_parser(
         "compare-results", help="your tables beside the committed reference, row by row, with a verdict",

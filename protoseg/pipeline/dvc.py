@@ -104,6 +104,18 @@ def dvc_yaml(plan: Plan, pcfg: dict) -> str:
         "outs": [{f"{results}/figures/{n}.png": {"cache": False}}
                  for n in ("table4_miou_params", "fig3_similarity", "fig5_embedding")],
     }
+    all_dirs = [plan.run_dir(k, s) for k in keys for s in plan.seeds]
+    stages["claims"] = {  # as the Snakemake rule build_claims
+        "cmd": f"protoseg claims {common} --out {results}/tables",
+        "deps": all_dirs,
+        "outs": [{f"{results}/tables/claims.{ext}": {"cache": False}} for ext in ("md", "csv")],
+    }
+    diag_keys = plan.keys_for_tables(["table5b", "discrepancy"])
+    stages["diagnostics_figure"] = {  # as the Snakemake rule build_diagnostics_figure
+        "cmd": f"protoseg figures {common} --which diagnostics --out {results}/figures",
+        "deps": [plan.run_dir(k, s) for k in diag_keys for s in plan.seeds],
+        "outs": [{f"{results}/figures/prototype_diagnostics.png": {"cache": False}}],
+    }
     # the smoke target, as Snakemake's mini_smoke: one tiny run, its evaluation, its table
     smoke_keys = plan.keys_for_tables(["smoke"])
     seed = plan.seeds[0]

@@ -71,6 +71,35 @@ rule build_tables:
         "--out {params.out:q} > {log:q} 2>&1"
 
 
+rule build_claims:
+    input:
+        metrics=ancient(run_metrics(table_keys(config["tables"]))),
+    output:
+        f"{RESULTS}/tables/claims.md",
+        f"{RESULTS}/tables/claims.csv",
+    params:
+        out=f"{RESULTS}/tables",
+        plan=PLAN_DIGEST,
+    log:
+        f"logs/{SCALE}/claims.log",
+    shell:
+        "{PS} claims {COMMON_ARGS} --out {params.out:q} > {log:q} 2>&1"
+
+
+rule build_diagnostics_figure:
+    input:
+        metrics=ancient(run_metrics(table_keys(["table5b", "discrepancy"]))),
+    output:
+        f"{RESULTS}/figures/prototype_diagnostics.png",
+    params:
+        out=f"{RESULTS}/figures",
+        plan=PLAN_DIGEST,
+    log:
+        f"logs/{SCALE}/diagnostics_figure.log",
+    shell:
+        "{PS} figures {COMMON_ARGS} --which diagnostics --out {params.out:q} > {log:q} 2>&1"
+
+
 rule build_figures:
     input:
         metrics=ancient(run_metrics(table_keys(["table2", "table4"]))),
