@@ -285,7 +285,7 @@ def compose(entry: Entry, scale: dict) -> dict:
     fixed = sched.pop("fixed", False)  # the smoke schedule: the same for every model
     train = {**(scale.get("train") or {}), **sched, **({} if fixed else model_map.get("train") or {})}
     pretrain = scale.get("pretrain")
-    if pretrain and "pretrained" not in model:
+    if pretrain and not fixed and "pretrained" not in model:  # the smoke run stays self-contained
         model["pretrained"] = pretrained_path(scale, model["backbone"])
     if entry.head == "prototype" and paper_iters and scale.get("momentum_horizon"):
         _map_momentum(model, entry, int(paper_iters), int(train["iters"]))
