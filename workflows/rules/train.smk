@@ -25,20 +25,22 @@ def _train_resources():
     return out
 
 
-rule pretrain:
-    """One pre-training run per backbone on the scale's pre-training twin (the stand-in for ImageNet
-    weights), exported as the backbone file every run of that backbone fine-tunes from."""
-    input:
-        data=ancient(f"{SCALE_CFG['pretrain']['root']}/meta.json") if SCALE_CFG.get("pretrain") else [],
-    output:
-        f"{SCALE_CFG['pretrain']['dir']}/{{backbone}}.pt" if SCALE_CFG.get("pretrain") else "pretrain-disabled/{backbone}",
-    log:
-        f"logs/{SCALE}/pretrain/{{backbone}}.log",
-    benchmark:
-        f"logs/{SCALE}/benchmarks/pretrain/{{backbone}}.tsv"
-    threads: 1
-    shell:
-        "OMP_NUM_THREADS={threads} {PS} experiments pretrain {wildcards.backbone:q} {COMMON_ARGS} > {log:q} 2>&1"
+if SCALE_CFG.get("pretrain"):  # scales with a pre-training stage (mini); the paper scale uses ImageNet weights
+
+    rule pretrain:
+        """One pre-training run per backbone on the scale's pre-training twin (the stand-in for ImageNet
+        weights), exported as the backbone file every run of that backbone fine-tunes from."""
+        input:
+            data=ancient(f"{SCALE_CFG['pretrain']['root']}/meta.json"),
+        output:
+            f"{SCALE_CFG['pretrain']['dir']}/{{backbone}}.pt",
+        log:
+            f"logs/{SCALE}/pretrain/{{backbone}}.log",
+        benchmark:
+            f"logs/{SCALE}/benchmarks/pretrain/{{backbone}}.tsv"
+        threads: 1
+        shell:
+            "OMP_NUM_THREADS={threads} {PS} experiments pretrain {wildcards.backbone:q} {COMMON_ARGS} > {log:q} 2>&1"
 
 
 def pretrained_input(wc):
