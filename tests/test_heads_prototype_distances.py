@@ -18,7 +18,7 @@ def test_train_step_backward_with_each_distance(distance):
     labels = torch.randint(0, 3, (2, 4, 4))
     before = head.prototypes.clone()
     out = head(feats, labels)
-    loss = torch.nn.functional.cross_entropy(out.logits, labels) + out.losses["ppc"] + out.losses["ppd"]
+    loss = torch.nn.functional.cross_entropy(out.logits, labels) + out.losses["ppc"].value + out.losses["ppd"].value
     loss.backward()
     assert feats.grad is not None and torch.isfinite(feats.grad).all()
     assert not torch.equal(before, head.prototypes)  # the update happened

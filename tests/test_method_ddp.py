@@ -7,7 +7,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from protoseg.method import MethodConfig, prototype_learning, prototype_scores
+from protoseg.method import LossTerm, MethodConfig, prototype_learning, prototype_scores, total_loss
 
 C, K, D, N = 5, 4, 16, 600
 
@@ -38,6 +38,10 @@ def _worker(rank, world, port, out_dir):
             res = _run(cfg, emb[part], protos, labels[part])
             torch.save({"protos": res.prototypes, "target": res.target},
                        os.path.join(out_dir, f"{name}_{rank}.pt"))
+        # Eq. 13's DDP weighting: a rank's mean counts by its share of the global labelled pixels
+        valid = labels[part] != 255
+        term = LossTerm(emb[part, 0][valid].mean(), 0.5, valid.sum())
+        torch.save(total_loss({"t": term}, global_pixels=True), os.path.join(out_dir, f"total_{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -52,6 +56,12 @@ def test_ddp_reductions(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     emb, protos, labels = _data()
     load = lambda name, r: torch.load(tmp_path / f"{name}_{r}.pt")  # noqa: E731
+
+    # DDP averages the ranks' totals: with the share-of-pixels weighting that is the global mean
+    valid = labels != 255
+    averaged = (load("total", 0) + load("total", 1)) / 2
+    torch.testing.assert_close(averaged, 0.5 * emb[:, 0][valid].mean())
+    assert not torch.allclose(load("total", 0) / 0.5, emb[: N // 2, 0][valid[: N // 2]].mean())
 
     # paper (sum-then-normalise, global Sinkhorn): every rank equals ONE process on the global batch
     single = _run(MethodConfig.for_variant("paper", num_prototypes=K, momentum=0.5), emb, protos, labels)

@@ -70,7 +70,7 @@ def test_ppc_equals_cross_entropy_over_all_prototypes():
     s = prototype_scores(emb, protos, labels, ppc_temperature=0.1)
     sim = emb @ protos.flatten(0, 1).t()
     expected = F.cross_entropy(sim[valid] / 0.1, (labels * 4 + target)[valid])
-    torch.testing.assert_close(ppc_loss(s.ppc_lse, s.own_sim, target, valid, 0.1), expected)
+    torch.testing.assert_close(ppc_loss(s, target, valid), expected)
     expected_ppd = (1 - sim[valid].gather(1, (labels * 4 + target)[valid, None])).pow(2).mean()
     torch.testing.assert_close(ppd_loss(s.own_sim, target, valid), expected_ppd)
 
@@ -80,7 +80,7 @@ def test_all_ignored_losses_are_zero_not_nan():
     s = prototype_scores(emb, protos, labels)
     none = torch.zeros(10, dtype=torch.bool)
     zero = torch.zeros(10, dtype=torch.long)
-    assert ppc_loss(s.ppc_lse, s.own_sim, zero, none).item() == 0.0
+    assert ppc_loss(s, zero, none).item() == 0.0
     assert ppd_loss(s.own_sim, zero, none).item() == 0.0
     logits = torch.randn(1, 5, 4, 4, requires_grad=True)
     loss = ce_loss(logits, torch.full((1, 8, 8), 255))
@@ -104,7 +104,7 @@ def test_low_precision_scores_and_losses_have_no_nan(dtype):
     s = prototype_scores(emb, protos, labels, ppc_temperature=0.1)
     target = torch.zeros(2000, dtype=torch.long)
     valid = torch.ones(2000, dtype=torch.bool)
-    loss = ppc_loss(s.ppc_lse, s.own_sim, target, valid) + ppd_loss(s.own_sim, target, valid)
+    loss = ppc_loss(s, target, valid) + ppd_loss(s.own_sim, target, valid)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(emb.grad.float()).all()
     assert s.ppc_lse.dtype == torch.float32

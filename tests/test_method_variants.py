@@ -116,7 +116,7 @@ def test_ppd_weight_switch_enters_the_total():
         labels = torch.randint(0, C, (2, 8, 8))
         out = head(torch.randn(2, D, 4, 4), labels)
         terms = segmentation_loss(out, labels)
-        assert out.loss_weights == {"ppc": head.config.ppc_weight, "ppd": weight}
+        assert {n: t.weight for n, t in out.losses.items()} == {"ppc": head.config.ppc_weight, "ppd": weight}
         expected = terms["ce"] + head.config.ppc_weight * terms["ppc"] + weight * terms["ppd"]
         torch.testing.assert_close(terms["total"], expected)
 

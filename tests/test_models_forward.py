@@ -81,7 +81,7 @@ def test_model_train_and_eval(backbone: str, decoder: str, d: int, stride: int) 
         s3 = model.backbone.strides[2]
         assert out.aux_logits.shape == (2, 5, 32 // s3, 64 // s3)
     assert set(out.head.losses) == {"ppc", "ppd"}
-    loss = out.logits.float().logsumexp(1).mean() + sum(out.head.losses.values())
+    loss = out.logits.float().logsumexp(1).mean() + sum(t.value for t in out.head.losses.values())
     if has_aux:
         loss = loss + model.aux_loss_weight * out.aux_logits.mean()
     loss.backward()

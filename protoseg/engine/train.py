@@ -29,12 +29,10 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from protoseg.data.atomic import remove_stale_temps, write_bytes_atomic, write_json_atomic
 from protoseg.data.dataset import SegmentationDataset
-from protoseg.method.losses import ce_loss
 
 from . import checkpoint as ckpt_lib
 from .config import ConfigError, RunConfig, flatten_dict
@@ -148,23 +146,9 @@ def compute_losses(out, labels: torch.Tensor, *, ignore_index: int, aux_weight: 
     (weighted mean over pixels); the auxiliary CE stays unweighted."""
     from protoseg.heads import segmentation_loss
 
-    terms = segmentation_loss(out.head, labels, ignore_index=ignore_index, align_corners=align_corners,
-                              class_weight=class_weight)
-    weights = {"ce": 1.0, **out.head.loss_weights}
-    if out.aux_logits is not None:
-        terms["aux"] = ce_loss(out.aux_logits, labels, ignore_index=ignore_index, align_corners=align_corners)
-        weights["aux"] = aux_weight
-    scale: dict[str, torch.Tensor | float] = {name: 1.0 for name in weights}
-    if reduction == "global" and info is not None and info.distributed:
-        labelled = (labels != ignore_index).sum()
-        counts = {"ce": labelled, "aux": labelled, **out.head.loss_pixels}
-        names = list(weights)
-        local = torch.stack([counts[n].detach().float() for n in names])
-        total = local.clone()
-        dist.all_reduce(total)
-        scale = dict(zip(names, local * info.world_size / total.clamp_min(1)))
-    terms["total"] = sum(weights[n] * scale[n] * terms[n] for n in weights)
-    return terms
+    return segmentation_loss(out.head, labels, ignore_index=ignore_index, align_corners=align_corners,
+                             class_weight=class_weight, aux_logits=out.aux_logits, aux_weight=aux_weight,
+                             global_pixels=reduction == "global" and info is not None and info.distributed)
 
 
 def _first_nonfinite(terms: dict[str, torch.Tensor], info: DistInfo) -> str | None:

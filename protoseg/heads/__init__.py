@@ -2,7 +2,7 @@
 
 - ``PrototypeHead``: the paper's nonparametric head (paper or official variant via ``MethodConfig``).
 - ``SoftmaxHead``, ``PixelQueryHead``, ``LearnablePrototypeHead``: the parametric baselines.
-- ``segmentation_loss``: Eq. 13 from a ``HeadOutput``.
+- ``segmentation_loss``: the loss terms of a ``HeadOutput`` and their Eq. 13 total.
 """
 from .output import HeadOutput, segmentation_loss
 from .parametric import LearnablePrototypeHead, PixelQueryHead, SoftmaxHead

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from protoseg.method import MethodConfig, nearest_prototype, prototype_learning, prototype_scores, similarity
+from protoseg.method.losses import LossTerm
 
 from .output import HeadOutput
 
@@ -97,17 +98,16 @@ class PrototypeHead(nn.Module):
                                       predictions=logits_flat.detach().argmax(dim=1))
             with torch.no_grad():
                 self.prototypes.copy_(step.prototypes)
-            out.losses = {"ppc": step.ppc, "ppd": step.ppd}
-            out.loss_weights = {"ppc": cfg.ppc_weight, "ppd": cfg.ppd_weight}
             labelled = step.valid.sum()
-            out.loss_pixels = {"ppc": labelled, "ppd": labelled}
+            out.losses = {"ppc": LossTerm(step.ppc, cfg.ppc_weight, labelled),
+                          "ppd": LossTerm(step.ppd, cfg.ppd_weight, labelled)}
             out.proto_target = step.target.view(b, h, w)
         return out
 
     @torch.no_grad()
     def nearest(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Eq. 5 per pixel: ``(class, prototype within class, similarity)``, each ``[B, h, w]``
-        (the paper's Fig. 3 colours pixels by their nearest prototype)."""
+        """Each pixel's nearest prototype (``nearest_prototype``, Eq. 5): ``(class, prototype within
+        class, similarity)``, each ``[B, h, w]`` (the paper's Fig. 3 colours pixels by it)."""
         b, _, h, w = features.shape
         sim = similarity(self.embed(features), self.current_prototypes().flatten(0, 1),
                          self.config.distance, self.config.huber_delta)

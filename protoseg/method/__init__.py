@@ -7,21 +7,22 @@ Public names (equation numbers are the paper's):
 - ``similarity`` (cosine / Euclidean / Huberized, Table 5d), ``class_scores`` (Eq. 6),
   ``nearest_prototype`` (Eq. 5), ``prototype_scores`` (one chunked pass yielding the class scores,
   the Sinkhorn input and the PPC normaliser) and ``PrototypeScores``.
-- ``ce_loss`` (Eq. 7), ``ppc_loss`` (Eq. 11), ``ppd_loss`` (Eq. 12).
+- ``ce_loss`` (Eq. 7), ``ppc_loss`` (Eq. 11), ``ppd_loss`` (Eq. 12), ``total_loss`` (Eq. 13) over
+  ``LossTerm``s (value, weight, pixels).
 - ``hard_assignment`` (argmax or the release's Gumbel draw), ``momentum_update`` (Eq. 14),
   ``average_across_ranks`` (the release's DDP reduction).
 - ``prototype_learning`` and ``StepResult``: clustering, update and PPC/PPD for one batch.
 """
 from .config import DIFFERENCES, OFFICIAL, PAPER, MethodConfig
-from .losses import ce_loss, ppc_loss, ppd_loss
+from .losses import LossTerm, ce_loss, ppc_loss, ppd_loss, total_loss
 from .similarity import PrototypeScores, class_scores, nearest_prototype, prototype_scores, similarity
 from .sinkhorn import segment_logsumexp, sinkhorn, sinkhorn_batched
 from .step import StepResult, prototype_learning
 from .update import average_across_ranks, hard_assignment, momentum_update
 
 __all__ = [
-    "DIFFERENCES", "OFFICIAL", "PAPER", "MethodConfig", "PrototypeScores", "StepResult",
+    "DIFFERENCES", "LossTerm", "OFFICIAL", "PAPER", "MethodConfig", "PrototypeScores", "StepResult",
     "average_across_ranks", "ce_loss", "class_scores", "hard_assignment", "momentum_update",
     "nearest_prototype", "ppc_loss", "ppd_loss", "prototype_learning", "prototype_scores",
-    "segment_logsumexp", "similarity", "sinkhorn", "sinkhorn_batched",
+    "segment_logsumexp", "similarity", "sinkhorn", "sinkhorn_batched", "total_loss",
 ]

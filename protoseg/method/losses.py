@@ -1,18 +1,52 @@
-"""The training objective of Eq. 13: ``ce_weight * CE + lambda_1 * PPC + lambda_2 * PPD``.
+"""The loss terms (Eqs. 7, 11, 12) and the training objective of Eq. 13, ``CE + lambda_1 * PPC +
+lambda_2 * PPD`` (plus any auxiliary term), assembled once by ``total_loss`` from ``LossTerm``s.
 
 Every loss averages over labelled pixels only, and is an exact (differentiable) zero when a batch
 has no labelled pixel, rather than the NaN of a mean over nothing.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping
+
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from .similarity import PrototypeScores
+
+
+@dataclass
+class LossTerm:
+    """One term of Eq. 13: its value (a mean over ``pixels``), its weight and the pixel count."""
+
+    value: Tensor  # scalar, this rank's mean over its pixels
+    weight: float = 1.0  # 1 for CE, lambda_1 / lambda_2 for PPC / PPD, the aux weight for aux CE
+    pixels: Tensor | None = None  # pixels the mean is over; needed by total_loss's DDP weighting
+
+
+def total_loss(terms: Mapping[str, LossTerm], *, global_pixels: bool = False) -> Tensor:
+    """Eq. 13: ``sum_j weight_j * term_j`` over the terms, in their order.
+
+    ``global_pixels`` (under an initialised process group): each rank's term is scaled by its share of
+    the global pixels the term averages over, ``pixels * world_size / sum over ranks`` (one
+    all-reduce), so that DDP's gradient average equals one process's gradient on the global batch.
+    """
+    names = list(terms)
+    scale: dict[str, Tensor | float] = {name: 1.0 for name in names}
+    if global_pixels:
+        local = torch.stack([terms[n].pixels.detach().float() for n in names])
+        total = local.clone()
+        dist.all_reduce(total)
+        scale = dict(zip(names, local * dist.get_world_size() / total.clamp_min(1)))
+    return sum(terms[n].weight * scale[n] * terms[n].value for n in names)
 
 
 def ce_loss(logits: Tensor, labels: Tensor, *, weight: Tensor | None = None, ignore_index: int = 255,
             align_corners: bool = False) -> Tensor:
-    """Pixel-wise cross-entropy over classes (Eq. 7).
+    """Eq. 7: pixel-wise cross-entropy over classes.
 
     Args:
         logits: ``[B, C, h, w]`` class scores; bilinearly upsampled to the label size if smaller.
@@ -27,21 +61,23 @@ def ce_loss(logits: Tensor, labels: Tensor, *, weight: Tensor | None = None, ign
     return F.cross_entropy(logits.float(), labels.long(), weight=weight, ignore_index=ignore_index)
 
 
-def ppc_loss(ppc_lse: Tensor, own_sim: Tensor, target: Tensor, valid: Tensor,
-             temperature: float = 0.1) -> Tensor:
-    """Pixel-prototype contrast (Eq. 11): CE over all C*K prototypes, target = assigned prototype.
+def ppc_loss(scores: PrototypeScores, target: Tensor, valid: Tensor) -> Tensor:
+    """Eq. 11: pixel-prototype contrast, CE over all C*K prototypes, target = assigned prototype.
 
     Args:
-        ppc_lse: ``[N]`` logsumexp over all C*K prototypes of ``sim / temperature``.
-        own_sim: ``[N, K]`` similarities to the prototypes of the pixel's class.
+        scores: the similarity pass with labels: ``ppc_lse`` (``[N]`` logsumexp over all C*K of
+            ``sim / tau``), ``own_sim`` (``[N, K]`` similarities to the own class's prototypes) and
+            the temperature ``tau`` that pass used (read here, never passed twice).
         target: ``[N]`` assigned prototype index within the class; valid: ``[N]`` labelled pixels.
     """
-    positive = own_sim.gather(1, target.view(-1, 1)).squeeze(1).float() / temperature
-    return _masked_mean(ppc_lse - positive, valid)
+    if scores.ppc_lse is None or scores.ppc_temperature is None:
+        raise ValueError("ppc_loss needs the similarity pass of prototype_scores(..., labels)")
+    positive = scores.own_sim.gather(1, target.view(-1, 1)).squeeze(1).float() / scores.ppc_temperature
+    return _masked_mean(scores.ppc_lse - positive, valid)
 
 
 def ppd_loss(own_sim: Tensor, target: Tensor, valid: Tensor, max_similarity: float = 1.0) -> Tensor:
-    """Pixel-prototype distance (Eq. 12): ``(1 - i^T p_{c_i,k_i})^2`` for unit vectors.
+    """Eq. 12: pixel-prototype distance, ``(1 - i^T p_{c_i,k_i})^2`` for unit vectors.
 
     ``max_similarity`` is the similarity of a perfect match: 1 for cosine, 0 for the negated
     distances of the Table 5d ablations (where the loss becomes the squared distance).

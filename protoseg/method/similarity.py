@@ -36,13 +36,20 @@ def similarity(embeddings: Tensor, prototypes: Tensor, distance: str = "cosine",
     raise ValueError(f"distance={distance!r}: expected cosine, euclidean or huberized")
 
 
-def class_scores(sim: Tensor, num_prototypes: int) -> Tensor:
-    """``[N, C*K] -> [N, C]``: a class's score is its closest prototype's similarity (Eq. 6)."""
-    return sim.unflatten(-1, (-1, num_prototypes)).amax(-1)
+def class_scores(sim: Tensor, num_prototypes: int, *, with_index: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """Eq. 6: ``[N, C*K] -> [N, C]``, a class's score is its closest prototype's similarity.
+
+    ``with_index``: also the winning prototype within each class (``[N, C]``), for a hand-written
+    backward; the values are the same.
+    """
+    per_class = sim.unflatten(-1, (-1, num_prototypes))
+    if with_index:
+        return torch.max(per_class, dim=-1)
+    return per_class.amax(-1)
 
 
 def nearest_prototype(sim: Tensor, num_prototypes: int) -> tuple[Tensor, Tensor]:
-    """Winner-take-all over all C*K prototypes (Eq. 5): ``(class [N], prototype-in-class [N])``."""
+    """Eq. 5: winner-take-all over all C*K prototypes, ``(class [N], prototype-in-class [N])``."""
     best = sim.argmax(dim=-1)
     return best // num_prototypes, best % num_prototypes
 
@@ -54,6 +61,7 @@ class PrototypeScores:
     class_sim: Tensor  # [N, C]: Eq. 6 scores (max over each class's K prototypes)
     own_sim: Tensor | None = None  # [N, K]: similarity to the K prototypes of the pixel's label
     ppc_lse: Tensor | None = None  # [N]: logsumexp over all C*K of sim / tau (Eq. 11 normaliser)
+    ppc_temperature: float | None = None  # the tau of ppc_lse; Eq. 11's loss reads it from here
 
 
 def prototype_scores(embeddings: Tensor, prototypes: Tensor, labels: Tensor | None = None, *,
@@ -78,15 +86,14 @@ def prototype_scores(embeddings: Tensor, prototypes: Tensor, labels: Tensor | No
     if labels is not None and distance == "cosine":
         class_sim, own_sim, lse = _FusedCosineScores.apply(embeddings, flat, labels, num_classes, k,
                                                            ppc_temperature, chunk)
-        return PrototypeScores(class_sim=class_sim, own_sim=own_sim, ppc_lse=lse)
+        return PrototypeScores(class_sim=class_sim, own_sim=own_sim, ppc_lse=lse, ppc_temperature=ppc_temperature)
 
     def run(emb: Tensor, lab: Tensor | None) -> tuple[Tensor, ...]:
         sim = similarity(emb, flat, distance, huber_delta)  # [n, C*K], computed once
-        per_class = sim.unflatten(1, (num_classes, k))
-        scores = per_class.amax(-1)  # Eq. 6
+        scores = class_scores(sim, k)
         if lab is None:
             return (scores,)
-        own = per_class.gather(1, lab.view(-1, 1, 1).expand(-1, 1, k)).squeeze(1)
+        own = sim.unflatten(1, (num_classes, k)).gather(1, lab.view(-1, 1, 1).expand(-1, 1, k)).squeeze(1)
         lse = torch.logsumexp(sim.float() / ppc_temperature, dim=1)  # Eq. 11 denominator, fp32
         return scores, own, lse
 
@@ -102,7 +109,7 @@ def prototype_scores(embeddings: Tensor, prototypes: Tensor, labels: Tensor | No
     outs = [torch.cat(items) if len(parts) > 1 else items[0] for items in zip(*parts)]
     if labels is None:
         return PrototypeScores(class_sim=outs[0])
-    return PrototypeScores(class_sim=outs[0], own_sim=outs[1], ppc_lse=outs[2])
+    return PrototypeScores(class_sim=outs[0], own_sim=outs[1], ppc_lse=outs[2], ppc_temperature=ppc_temperature)
 
 
 class _FusedCosineScores(torch.autograd.Function):
@@ -131,9 +138,8 @@ class _FusedCosineScores(torch.autograd.Function):
         for start in range(0, n, chunk):
             rows = slice(start, start + chunk)
             sim = emb[rows] @ flat.t()  # [m, C*K], the only similarity product of the forward
-            per_class = sim.view(-1, num_classes, k)
-            torch.max(per_class, dim=-1, out=(scores[rows], best[rows]))  # Eq. 6
-            own[rows] = per_class.gather(1, labels[rows].view(-1, 1, 1).expand(-1, 1, k)).squeeze(1)
+            scores[rows], best[rows] = class_scores(sim, k, with_index=True)
+            own[rows] = sim.view(-1, num_classes, k).gather(1, labels[rows].view(-1, 1, 1).expand(-1, 1, k)).squeeze(1)
             soft, total = _softmax_(sim, tau)  # Eq. 11's normaliser, in place, float32
             lse[rows] = total.squeeze(1)
             if n <= chunk:

@@ -16,7 +16,7 @@ from torch import Tensor
 
 
 def sinkhorn(scores: Tensor, iters: int = 3, epsilon: float = 0.05) -> Tensor:
-    """Transport plan for one class (Eqs. 9-10).
+    """The transport plan of one class: ``sinkhorn_batched`` with a single class.
 
     Args:
         scores: ``[N, K]`` similarities of the class's N pixels to its K prototypes.
@@ -29,7 +29,10 @@ def sinkhorn(scores: Tensor, iters: int = 3, epsilon: float = 0.05) -> Tensor:
 
 def sinkhorn_batched(scores: Tensor, labels: Tensor, num_classes: int, iters: int = 3,
                      epsilon: float = 0.05, distributed: bool = False) -> Tensor:
-    """Independent Sinkhorn-Knopp for every class at once, without a loop over classes.
+    """Eqs. 8-10: the within-class assignment, relaxed (Eq. 9) and solved by Sinkhorn-Knopp (Eq. 10).
+
+    Independent Sinkhorn-Knopp for every class at once, without a loop over classes; each pixel's
+    one-hot assignment of Eq. 8 is then ``hard_assignment`` of its row.
 
     Args:
         scores: ``[N, K]``: row n holds pixel n's similarities to the K prototypes of its class.

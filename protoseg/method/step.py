@@ -72,6 +72,6 @@ def prototype_learning(scores: PrototypeScores, embeddings: Tensor, labels: Tens
     max_similarity = 1.0 if config.normalized else 0.0
     return StepResult(
         prototypes=new, target=target, assignment=assignment, valid=valid,
-        ppc=ppc_loss(scores.ppc_lse, scores.own_sim, target, valid, config.ppc_temperature),
+        ppc=ppc_loss(scores, target, valid),
         ppd=ppd_loss(scores.own_sim, target, valid, max_similarity),
     )
