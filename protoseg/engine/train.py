@@ -138,9 +138,10 @@ def seed_all(seed: int) -> None:
 def compute_losses(out, labels: torch.Tensor, *, ignore_index: int, aux_weight: float,
                    align_corners: bool = False, reduction: str = "per_rank",
                    info: DistInfo | None = None, class_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Eq. 13 of the head (``ce``, ``ppc``, ``ppd``) plus ``aux`` (weight 0.4 in the recipes) and
-    ``total``. The logged terms are this rank's means; with ``reduction="global"`` under DDP the
-    ``total`` weighs each rank's means by its share of the global labelled pixels (one all-reduce),
+    """The head's loss terms (``ce``, ``ppc``, ``ppd``) plus ``aux`` (weight 0.4 in the recipes) and
+    their Eq. 13 ``total`` (``method.losses.total_loss``). The logged terms are this rank's means; with
+    ``reduction="global"`` under DDP the ``total`` weighs each rank's means by its share of the global
+    labelled pixels (one all-reduce),
     so that DDP's gradient average equals the gradient of one process on the global batch.
     ``class_weight`` ([C], ``data.class_weight``) weighs the head's CE as the release's FSCELoss
     (weighted mean over pixels); the auxiliary CE stays unweighted."""
