@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from protoseg.data.atomic import write_json_atomic
+from protoseg.atomic_io import write_json_atomic
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow.entities import ViewType  # noqa: E402

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from protoseg.data.atomic import sha256_file
+from protoseg.atomic_io import sha256_file
 from protoseg.data.dataset import read_meta
 from protoseg.data.errors import DataError
 from protoseg.data.image_io import image_size, read_label_png
-from protoseg.data.manifest import MANIFEST
+from protoseg.data.manifest import MANIFEST, META
+from protoseg.data.parallel import run_parallel
 
 MAX_REPORTED = 20
 
@@ -62,8 +63,6 @@ def _listing(folder: Path, ext: str) -> set[str]:
 def check_root(root: str | Path, *, dataset: str | None = None, workers: int = 1,
                progress: bool = False, checksums: bool = False) -> dict:
     """Validate ``root``; raises DataError listing every problem, else returns a summary."""
-    from protoseg.data.prepare import META, run_parallel
-
     root = Path(root).resolve()
     meta_path = root / META
     meta = read_meta(root)

@@ -11,10 +11,11 @@ import json
 import os
 from pathlib import Path
 
-from protoseg.data.atomic import sha256_file, write_json_atomic
+from protoseg.atomic_io import sha256_file, write_json_atomic
 from protoseg.data.errors import DataError
 
 MANIFEST = "manifest.json"
+META = "meta.json"  # written last: its presence marks a prepared root complete
 FORMAT_VERSION = 1
 
 

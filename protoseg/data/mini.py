@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from protoseg.data.atomic import write_bytes_atomic
+from protoseg.atomic_io import write_bytes_atomic
 from protoseg.data.classes import read_table
 from protoseg.data.errors import DataError
 from protoseg.data.image_io import encode_jpeg, encode_png

@@ -20,30 +20,25 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import errno
-import multiprocessing
-import os
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 import protoseg
+from protoseg.atomic_io import remove_stale_temps, sha256_bytes, write_bytes_atomic, write_json_atomic
 from protoseg.data import ranking as ranking_mod
-from protoseg.data.atomic import remove_stale_temps, sha256_bytes, write_bytes_atomic, write_json_atomic
 from protoseg.data.errors import DataError
 from protoseg.data.formats import get_format
 from protoseg.data.image_io import decode_image, encode_jpeg, encode_png
-from protoseg.data.manifest import MANIFEST, Manifest, entry_is_valid
+from protoseg.data.manifest import MANIFEST, META, Manifest, entry_is_valid
+from protoseg.data.parallel import ManifestCollector, default_workers, run_parallel
 from protoseg.data.specs import get_spec
 from protoseg.data.transforms import resize_nearest
 
 CONVERTER_VERSION = 1
-META = "meta.json"
-MANIFEST_SAVE_EVERY_S = 20.0
-MAX_REPORTED_ERRORS = 20
 # environment faults a worker does not turn into a per-file error (the CLI exits 74 naming the file)
 ENV_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO}
 
@@ -126,56 +121,6 @@ def _convert_sample(task: Task):
     return ("ok", {task.image_out: _entry(data, task.dep_image), task.label_out: label_entry}, False)
 
 
-def run_parallel(fn: Callable, tasks: list, *, workers: int, desc: str, progress: bool,
-                 on_result: Callable[[object], None]) -> None:
-    """Apply ``fn`` to ``tasks`` in ``workers`` processes (inline if workers <= 1), with a bar."""
-    bar = tqdm(total=len(tasks), desc=desc, unit="file", disable=not progress, dynamic_ncols=True)
-    try:
-        if workers <= 1 or len(tasks) <= 1:
-            for t in tasks:
-                on_result(fn(t))
-                bar.update()
-            return
-        ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-        chunk = max(1, min(16, len(tasks) // (workers * 8)))
-        with ctx.Pool(workers) as pool:
-            for result in pool.imap_unordered(fn, tasks, chunksize=chunk):
-                on_result(result)
-                bar.update()
-    finally:
-        bar.close()
-
-
-class _Collector:
-    """Gathers worker results into the manifest, saving it now and then."""
-
-    def __init__(self, manifest: Manifest):
-        self.manifest, self.errors, self.done, self.skipped = manifest, [], 0, 0
-        self.last_save = time.monotonic()
-
-    def __call__(self, result) -> None:
-        if result[0] == "error":
-            self.errors.append(result[1])
-            return
-        _, entries, skipped = result
-        self.manifest.files.update(entries)
-        self.skipped += skipped
-        self.done += not skipped
-        if time.monotonic() - self.last_save > MANIFEST_SAVE_EVERY_S:
-            self.manifest.save()
-            self.last_save = time.monotonic()
-
-    def raise_if_failed(self, what: str) -> None:
-        if not self.errors:
-            return
-        self.manifest.save()
-        shown = "\n  ".join(self.errors[:MAX_REPORTED_ERRORS])
-        more = (f"\n  ... and {len(self.errors) - MAX_REPORTED_ERRORS} more"
-                if len(self.errors) > MAX_REPORTED_ERRORS else "")
-        raise DataError(f"{len(self.errors)} file(s) failed during {what}; the prepared root is "
-                        f"incomplete (no {META}):\n  {shown}{more}")
-
-
 def _remove_unexpected(root: Path, manifest: Manifest, expected: set[str]) -> int:
     """Delete outputs of an older run that the current source no longer produces: only files the
     manifest lists (ours), never anything else in the folder."""
@@ -204,11 +149,6 @@ def _claim_dst(dst: Path, dataset: str, force: bool) -> Manifest:
     if not manifest.exists:
         manifest.save()
     return manifest
-
-
-def default_workers() -> int:
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                      else os.cpu_count() or 1))
 
 
 def prepare(dataset: str, src: str | Path, dst: str | Path, *, splits: Iterable[str] | None = None,
@@ -254,7 +194,7 @@ def prepare(dataset: str, src: str | Path, dst: str | Path, *, splits: Iterable[
                      for t in tasks for n in ranking_mod.SUBSET_SIZES}
     removed = _remove_unexpected(dst, manifest, expected)
 
-    collector = _Collector(manifest)
+    collector = ManifestCollector(manifest)
     try:
         run_parallel(convert_sample, tasks, workers=workers, desc=f"prepare {dataset}",
                      progress=progress, on_result=collector)

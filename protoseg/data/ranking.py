@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import scipy.stats
 
-from protoseg.data.atomic import sha256_bytes, write_bytes_atomic
+from protoseg.atomic_io import sha256_bytes, write_bytes_atomic
 from protoseg.data.classes import read_table
 from protoseg.data.errors import DataError
 from protoseg.data.image_io import encode_png, read_label_png
 from protoseg.data.manifest import Manifest, entry_is_valid
+from protoseg.data.parallel import ManifestCollector, run_parallel
 
 SUBSET_SIZES = (150, 300, 500, 700)
 RANKING_FILE = "ranking.tsv"
@@ -98,8 +99,6 @@ def remap_label(task: RemapTask):
 def build_top_n(root: Path, manifest: Manifest, splits, samples, *, by: str, workers: int,
                 progress: bool) -> dict:
     """Count, rank, write ranking.tsv and the top-N label sets. Returns meta.json's ranking info."""
-    from protoseg.data.prepare import _Collector, run_parallel
-
     if "train" not in samples:
         raise DataError("ade20k-full: the top-N ranking is measured on the training split; "
                         "include 'train' in --splits")
@@ -127,7 +126,7 @@ def build_top_n(root: Path, manifest: Manifest, splits, samples, *, by: str, wor
             rel = f"labels/{split}/{smp.stem}.png"
             tasks.append(RemapTask(str(root), rel, ranking_sha, manifest.files[rel]["sha256"],
                                    tuple(manifest.files.get(out_rel(rel, n)) for n in SUBSET_SIZES)))
-    collector = _Collector(manifest)
+    collector = ManifestCollector(manifest)
     run_parallel(remap_label, tasks, workers=workers, desc="ade20k-full top-N", progress=progress,
                  on_result=collector)
     collector.raise_if_failed("the top-N label sets")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from protoseg.data.atomic import atomic_writer
+from protoseg.atomic_io import atomic_writer
 
 CKPT_RE = re.compile(r"^iter_(\d{8})\.pt$")
 FORMAT_VERSION = 1

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from protoseg.data.atomic import write_bytes_atomic, write_json_atomic
+from protoseg.atomic_io import write_bytes_atomic, write_json_atomic
 from protoseg.data.dataset import SegmentationDataset, ShardSampler, collate_test
 from protoseg.data.inference import inference, slide_windows
 from protoseg.data.metrics import SegMetric

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from protoseg.data.atomic import write_bytes_atomic
+from protoseg.atomic_io import write_bytes_atomic
 from protoseg.data.image_io import encode_png, read_rgb
 
 from .checkpoint import load_checkpoint

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from protoseg.data.atomic import write_bytes_atomic
+from protoseg.atomic_io import write_bytes_atomic
 from protoseg.data.image_io import encode_png
 
 SUFFIX = "_leftImg8bit.png"

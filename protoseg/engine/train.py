@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from protoseg.data.atomic import remove_stale_temps, write_bytes_atomic, write_json_atomic
+from protoseg.atomic_io import remove_stale_temps, write_bytes_atomic, write_json_atomic
 from protoseg.data.dataset import SegmentationDataset
 
 from . import checkpoint as ckpt_lib
@@ -169,7 +169,7 @@ def git_commit(repo: Path | None = None) -> str:
 
 def data_hash(root: str | Path) -> str:
     """sha256 of the prepared root's manifest.json (it lists the sha256 of every file), else of meta.json."""
-    from protoseg.data.atomic import sha256_file
+    from protoseg.atomic_io import sha256_file
 
     for name in ("manifest.json", "meta.json"):
         p = Path(root) / name

@@ -112,7 +112,7 @@ def _train(args) -> int:
     checkpoint) or left no record (killed: node failure, out of memory). Any other failure would
     repeat, so the retry stops at once with the same status. Snakemake has no per-status retry;
     this is it."""
-    from protoseg.data.atomic import write_json_atomic
+    from protoseg.atomic_io import write_json_atomic
     from protoseg.engine.cli import _train as engine_train
 
     _, plan = _plan(args)

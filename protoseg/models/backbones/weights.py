@@ -41,7 +41,7 @@ def load_backbone_file(backbone: torch.nn.Module, name: str, obj: dict, path: st
 
 def save_backbone_file(path: str | Path, name: str, state_dict: dict, source_format: str) -> Path:
     """Write a backbone file atomically."""
-    from protoseg.data.atomic import write_bytes_atomic
+    from protoseg.atomic_io import write_bytes_atomic
     import io
 
     buf = io.BytesIO()
