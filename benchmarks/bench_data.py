@@ -5,10 +5,11 @@
 1. Writes an ADEChallengeData2016-format set of ``--images`` training images at ADE20K's typical
    size (512x683) with ``make-mini``'s generator, then times ``prepare`` (fresh, and a re-run that
    skips every file after checking its sha256).
-2. Times the training loader (the full recipe pipeline: ratio-range resize from base scale
-   (2048, 512), 512x512 crop with cat_max_ratio, flip, photometric distortion, normalise, pad) with
-   ``--workers`` worker processes and batch 8, in images per second after one warm-up batch; and
-   the same at the miniature twins' crop (128x128).
+2. Times the loader the trainer uses (``protoseg.engine.train``: ``IterationBatchSampler`` over
+   items keyed by ``(epoch, index)``, built as ``_train`` builds it; the full recipe pipeline:
+   ratio-range resize from base scale (2048, 512), 512x512 crop with cat_max_ratio, flip,
+   photometric distortion, normalise, pad) with ``--workers`` worker processes and batch 8, in
+   images per second after one warm-up batch; and the same at the miniature twins' crop (128x128).
 """
 from __future__ import annotations
 
@@ -22,24 +23,28 @@ from pathlib import Path
 
 import torch
 
-from protoseg.data.dataset import SegmentationDataset, build_loader
+from protoseg.data.dataset import SegmentationDataset
 from protoseg.data.mini import make_mini
 from protoseg.data.prepare import prepare
 from protoseg.data.specs import get_spec
+from protoseg.engine.train import IterationBatchSampler, _EpochItems
+
+
+def trainer_loader(ds: SegmentationDataset, *, batch: int, workers: int, iters: int, seed: int = 0):
+    """The training loader exactly as ``protoseg.engine.train._train`` builds it (1 process)."""
+    sampler = IterationBatchSampler(len(ds), global_batch=batch, grad_accum=1, rank=0, world_size=1,
+                                    seed=seed, start=0, total=iters)
+    return torch.utils.data.DataLoader(_EpochItems(ds), batch_sampler=sampler, num_workers=workers,
+                                       pin_memory=torch.cuda.is_available(),
+                                       generator=torch.Generator().manual_seed(seed))
 
 
 def loader_throughput(root: Path, spec, *, workers: int, batch: int, batches: int) -> float:
     ds = SegmentationDataset.from_spec(root, spec, train=True, seed=0)
-    loader = build_loader(ds, batch_size=batch, train=True, num_workers=workers, seed=0)
-    n, it = 0, iter(loader)
+    it = iter(trainer_loader(ds, batch=batch, workers=workers, iters=batches + 1))
     next(it)  # warm-up: worker start and first batch
-    t0 = time.perf_counter()
-    for _ in range(batches):
-        try:
-            b = next(it)
-        except StopIteration:
-            it = iter(loader)
-            b = next(it)
+    n, t0 = 0, time.perf_counter()
+    for b in it:
         n += b["image"].shape[0]
     return n / (time.perf_counter() - t0)
 

@@ -1,13 +1,15 @@
-"""Train/test pipelines, the dataset class and loaders (workers, DDP-aware sampling)."""
+"""Train/test pipelines, the dataset class and the loaders the trainer and the evaluation use."""
 import numpy as np
 import pytest
 import torch
 
 from protoseg.data import transforms as T
-from protoseg.data.dataset import SegmentationDataset, ShardSampler, build_loader, set_loader_epoch
+from protoseg.data.dataset import SegmentationDataset, ShardSampler
 from protoseg.data.mini import make_mini
 from protoseg.data.prepare import prepare
 from protoseg.data.specs import get_spec
+from protoseg.engine.evaluate import build_eval_loader
+from protoseg.engine.train import IterationBatchSampler, _EpochItems
 
 
 @pytest.fixture(scope="module")
@@ -104,17 +106,21 @@ def test_dataset_and_train_loader(roots):
     ds = SegmentationDataset.from_spec(roots["ade20k"], spec, train=True, seed=7)
     assert len(ds) == 400 and ds.num_classes == 150 and ds.ignore_index == 255
     a, b = ds[3], ds[3]
-    assert torch.equal(a["image"], b["image"])  # fixed by (seed, epoch, index)
-    ds.set_epoch(1)
-    assert not torch.equal(a["image"], ds[3]["image"])
-    ds.set_epoch(0)
-    loader = build_loader(ds, batch_size=4, train=True, num_workers=2, seed=7)
-    set_loader_epoch(loader, 0)
+    assert torch.equal(a["image"], b["image"])  # fixed by (seed, epoch 0, index)
+    items = _EpochItems(ds)  # the trainer's items, keyed by (epoch, index)
+    assert torch.equal(items[(0, 3)]["image"], a["image"])
+    assert not torch.equal(items[(1, 3)]["image"], a["image"])
+    # the trainer's loader (as protoseg.engine.train builds it), one epoch of 100 iterations
+    sampler = IterationBatchSampler(len(ds), global_batch=4, grad_accum=1, rank=0, world_size=1, seed=7,
+                                    start=0, total=100)
+    loader = torch.utils.data.DataLoader(items, batch_sampler=sampler, num_workers=2,
+                                         generator=torch.Generator().manual_seed(7))
     batches = list(loader)
     assert len(batches) == 100
     assert batches[0]["image"].shape == (4, 3, 128, 128) and batches[0]["label"].shape == (4, 128, 128)
-    assert sorted(i for b in batches for i in b["index"].tolist()) == list(range(400))
-    assert torch.equal(batches[0]["image"][0], ds[int(batches[0]["index"][0])]["image"])
+    keys = [key for b in sampler for key in b]
+    assert sorted(i for _, i in keys) == list(range(400)) and {e for e, _ in keys} == {0}
+    assert torch.equal(batches[0]["image"][0], ds[keys[0][1]]["image"])
 
 
 def test_eval_loader_and_top_n_label_set(roots):
@@ -122,7 +128,7 @@ def test_eval_loader_and_top_n_label_set(roots):
     assert spec.num_classes == 300 and spec.label_dir == "labels_top300" and len(spec.class_names) == 300
     ds = SegmentationDataset.from_spec(roots["ade20k-full"], spec, train=False)
     assert ds.num_classes == 300 and ds.ignore_index == 65535
-    items = list(build_loader(ds, batch_size=2, train=False, num_workers=0))
+    items = list(build_eval_loader(roots["ade20k-full"], spec, spec.eval_split))
     assert sum(len(b["stem"]) for b in items) == 150
     lab = items[0]["label"][0]
     assert lab.dtype == torch.int64 and int(lab[lab != 65535].max()) < 300

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from protoseg.data.inference import inference, slide_inference, whole_inference
+from protoseg.evaluation.inference import inference, slide_inference, whole_inference
 from protoseg.engine.evaluate import evaluate_model
 
 

@@ -38,7 +38,7 @@ def test_lut_is_the_cityscapes_label_map() -> None:
 
 def test_submission_round_trips_to_the_predictions(root, tmp_path) -> None:
     from protoseg.data.dataset import SegmentationDataset
-    from protoseg.data.inference import inference
+    from protoseg.evaluation.inference import inference
     from protoseg.engine.predict import load_run
 
     ck = tmp_path / "model.pt"

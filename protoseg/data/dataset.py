@@ -1,4 +1,8 @@
-"""``SegmentationDataset`` over a prepared root, and DDP-aware data loaders."""
+"""``SegmentationDataset`` over a prepared root, the evaluation sampler and collate.
+
+The training loader (data order by iteration, items keyed by ``(epoch, index)``) is the trainer's:
+``protoseg.engine.train``.
+"""
 from __future__ import annotations
 
 import json
@@ -7,9 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
-import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset, Sampler
 
 from protoseg.data.errors import DataError
 from protoseg.data.image_io import read_label_png, read_rgb
@@ -30,8 +32,8 @@ class SegmentationDataset(Dataset):
     """One split of a prepared root, through a pipeline ``(image, label, rng) -> dict``.
 
     Items are the pipeline's dict plus ``stem`` and ``index``. The random generator of item ``i`` is
-    seeded by ``(seed, epoch, i)``: augmentation does not depend on worker count or order. Call
-    ``set_epoch`` (or ``set_loader_epoch``) at the start of each epoch.
+    seeded by ``(seed, 0, i)``, as the trainer seeds item ``i`` of epoch 0 (it keys items by
+    ``(epoch, i)``): augmentation does not depend on worker count or order.
     """
 
     def __init__(self, root: str | Path, split: str, pipeline: Callable, *, label_dir: str = "labels",
@@ -48,7 +50,7 @@ class SegmentationDataset(Dataset):
         self.stems = (self.root / "splits" / f"{split}.txt").read_text().split()
         if not self.stems:
             raise DataError(f"{root}: split {split!r} is empty")
-        self.seed, self.epoch = seed, 0
+        self.seed = seed
 
     @classmethod
     def from_spec(cls, root: str | Path, spec, split: str | None = None, *, train: bool,
@@ -62,9 +64,6 @@ class SegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.stems)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 HxWx3 RGB image, int64 HxW label) of item ``i``, before the pipeline."""
         stem = self.stems[i]
@@ -74,7 +73,7 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         image, label = self.load(i)
-        out = self.pipeline(image, label, np.random.default_rng([self.seed, self.epoch, i]))
+        out = self.pipeline(image, label, np.random.default_rng([self.seed, 0, i]))
         out["stem"], out["index"] = self.stems[i], i
         return out
 
@@ -97,31 +96,3 @@ class ShardSampler(Sampler[int]):
 def collate_test(batch: list[dict]) -> dict:
     """Test items differ in size: keep images and labels as lists."""
     return {k: [b[k] for b in batch] for k in batch[0]}
-
-
-def build_loader(dataset: SegmentationDataset, *, batch_size: int, train: bool, num_workers: int = 2,
-                 seed: int = 0) -> DataLoader:
-    """A loader for training (shuffled, drop_last, DistributedSampler under DDP) or evaluation
-    (in order, every sample exactly once across ranks, list-collated)."""
-    distributed = dist.is_available() and dist.is_initialized()
-    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    if train:
-        g = torch.Generator().manual_seed(seed)
-        sampler = (torch.utils.data.DistributedSampler(dataset, world, rank, shuffle=True, seed=seed,
-                                                       drop_last=True)
-                   if distributed else torch.utils.data.RandomSampler(dataset, generator=g))
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                          drop_last=True, pin_memory=torch.cuda.is_available(),
-                          persistent_workers=False)
-    return DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), rank, world),
-                      num_workers=num_workers, collate_fn=collate_test,
-                      pin_memory=torch.cuda.is_available())
-
-
-def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
-    """Reshuffle (DistributedSampler) and re-seed augmentation for a new epoch."""
-    if hasattr(loader.sampler, "set_epoch"):
-        loader.sampler.set_epoch(epoch)
-    elif isinstance(loader.sampler, torch.utils.data.RandomSampler) and loader.sampler.generator is not None:
-        loader.sampler.generator.manual_seed(hash((loader.dataset.seed, epoch)) & 0x7FFFFFFF)
-    loader.dataset.set_epoch(epoch)

@@ -18,8 +18,8 @@ from torch import nn
 
 from protoseg.atomic_io import write_bytes_atomic, write_json_atomic
 from protoseg.data.dataset import SegmentationDataset, ShardSampler, collate_test
-from protoseg.data.inference import inference, slide_windows
-from protoseg.data.metrics import SegMetric
+from protoseg.evaluation.inference import inference, slide_windows
+from protoseg.evaluation.metrics import SegMetric
 from protoseg.heads.prototype import PrototypeHead
 from protoseg.method.diagnostics import PrototypeDiagnostics
 

@@ -64,7 +64,7 @@ def prototype_colors(classes: np.ndarray, protos: np.ndarray, palette, num_proto
 
 @torch.no_grad()
 def predict_images(run: LoadedRun, images, out_dir: str | Path, *, nearest: bool = True) -> list[Path]:
-    from protoseg.data.inference import inference
+    from protoseg.evaluation.inference import inference
     from protoseg.data.transforms import pipelines_from_spec
     from protoseg.heads import PrototypeHead
 

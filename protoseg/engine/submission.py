@@ -43,7 +43,7 @@ def label_to_train_lut() -> np.ndarray:
 def write_cityscapes_submission(run, split: str, out_dir: str | Path, *, progress: bool = False) -> dict:
     """Predict every image of ``split`` of the run's prepared root; write labelId PNGs and the zip."""
     from protoseg.data.dataset import SegmentationDataset
-    from protoseg.data.inference import inference
+    from protoseg.evaluation.inference import inference
 
     from .config import ConfigError
 

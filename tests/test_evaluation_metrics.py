@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from protoseg._compat import ensure_torchvision_importable
-from protoseg.data.inference import slide_inference, whole_inference
-from protoseg.data.metrics import SegMetric
+from protoseg.evaluation.inference import slide_inference, whole_inference
+from protoseg.evaluation.metrics import SegMetric
 
 
 def _torchmetrics(num_classes, ignore_index, average):

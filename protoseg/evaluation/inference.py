@@ -2,31 +2,27 @@
 ``slide_inference``), returning logits resized to the label resolution.
 
 ``model_fn`` maps images ``[B, 3, h, w]`` to logits ``[B, C, h', w']`` (any output stride).
-Every bilinear resize uses ``align_corners`` (pass the model's own, ``SegmentationModel.align_corners``,
-as training does: the official ProtoSeg release resizes with ``align_corners=True``).
+Every bilinear resize goes through the models' shared ``layers.resize`` with ``align_corners``
+(pass the model's own, ``SegmentationModel.align_corners``, as training does: the official ProtoSeg
+release resizes with ``align_corners=True``).
 """
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
+
+from protoseg.models.layers.resize import resize
 
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-def resize_logits(logits: torch.Tensor, size: tuple[int, int], *, align_corners: bool = False) -> torch.Tensor:
-    if tuple(logits.shape[-2:]) == tuple(size):
-        return logits
-    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 
 @torch.no_grad()
 def whole_inference(model_fn: ModelFn, image: torch.Tensor, out_size: tuple[int, int], *,
                     align_corners: bool = False) -> torch.Tensor:
     """[B, 3, h, w] -> [B, C, *out_size]: logits upsampled to the input, then to ``out_size``."""
-    logits = resize_logits(model_fn(image), image.shape[-2:], align_corners=align_corners)
-    return resize_logits(logits, out_size, align_corners=align_corners)
+    logits = resize(model_fn(image), image.shape[-2:], align_corners=align_corners)
+    return resize(logits, out_size, align_corners=align_corners)
 
 
 def slide_windows(h: int, w: int, crop: tuple[int, int], stride: tuple[int, int]):
@@ -51,13 +47,13 @@ def slide_inference(model_fn: ModelFn, image: torch.Tensor, num_classes: int, cr
     count = image.new_zeros((1, 1, h, w))
     for y1, y2, x1, x2 in slide_windows(h, w, crop, stride):
         window = image[:, :, y1:y2, x1:x2]
-        out = resize_logits(model_fn(window), window.shape[-2:], align_corners=align_corners)
+        out = resize(model_fn(window), window.shape[-2:], align_corners=align_corners)
         if out.shape[1] != num_classes:
             raise ValueError(f"model_fn returned {out.shape[1]} channels, expected {num_classes}")
         logits[:, :, y1:y2, x1:x2] += out
         count[:, :, y1:y2, x1:x2] += 1
     logits = logits / count
-    return resize_logits(logits, out_size, align_corners=align_corners) if out_size is not None else logits
+    return resize(logits, out_size, align_corners=align_corners) if out_size is not None else logits
 
 
 def inference(model_fn: ModelFn, image: torch.Tensor, spec, out_size: tuple[int, int], *,
