@@ -55,7 +55,7 @@ class SegmentationDataset(Dataset):
     @classmethod
     def from_spec(cls, root: str | Path, spec, split: str | None = None, *, train: bool,
                   seed: int = 0) -> "SegmentationDataset":
-        from protoseg.data.transforms import pipelines_from_spec
+        from protoseg.data.pipelines import pipelines_from_spec
 
         split = split or (spec.train_split if train else spec.eval_split)
         return cls(root, split, pipelines_from_spec(spec, train=train), label_dir=spec.label_dir,

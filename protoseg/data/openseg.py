@@ -23,14 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-OPENSEG_MEAN = (0.485, 0.456, 0.406)
-OPENSEG_STD = (0.229, 0.224, 0.225)
+from .transforms import OPENSEG_MEAN, OPENSEG_STD, normalise, normalise_openseg, resize_nearest
 
-
-def normalise_openseg(img: np.ndarray) -> torch.Tensor:
-    """uint8 HxWx3 RGB -> float32 3xHxW in BGR order, ``(x / 255 - mean) / std`` per channel."""
-    t = torch.from_numpy(np.ascontiguousarray(img[..., ::-1])).permute(2, 0, 1).float() / 255.0
-    return (t - torch.tensor(OPENSEG_MEAN).view(3, 1, 1)) / torch.tensor(OPENSEG_STD).view(3, 1, 1)
+__all__ = ["OPENSEG_MEAN", "OPENSEG_STD", "NativeTestPipeline", "OpensegTrainPipeline", "normalise_openseg",
+           "resize_bicubic"]
 
 
 def resize_bicubic(img: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -56,8 +52,6 @@ class OpensegTrainPipeline:
     normalisation: str = "openseg"  # openseg | mmseg
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> dict:
-        from .transforms import normalise, resize_nearest
-
         h, w = label.shape
         s, a = rng.uniform(*self.scale_range), rng.uniform(*self.aspect_range)
         nw, nh = int(w * math.sqrt(a) * s), int(h * math.sqrt(1.0 / a) * s)
@@ -87,7 +81,5 @@ class NativeTestPipeline:
     normalisation: str = "openseg"
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator | None = None) -> dict:
-        from .transforms import normalise
-
         img = normalise_openseg(image) if self.normalisation == "openseg" else normalise(image)
         return {"image": img, "label": torch.from_numpy(label.astype(np.int64))}

@@ -151,6 +151,20 @@ def _claim_dst(dst: Path, dataset: str, force: bool) -> Manifest:
     return manifest
 
 
+def _conversion_tasks(dataset: str, fmt, dst: Path, samples: dict, manifest: Manifest) -> list[Task]:
+    """One ``Task`` per image/label pair, with the manifest entries of its previous outputs."""
+    tasks = []
+    for split, items in samples.items():
+        for smp in items:
+            image_out = f"images/{split}/{smp.stem}{fmt.image_ext}"
+            label_out = f"labels/{split}/{smp.stem}.png"
+            tasks.append(Task(dataset, str(dst), str(smp.image), str(smp.label), image_out, label_out,
+                              _dep(smp.image), _dep(smp.label), manifest.files.get(image_out),
+                              manifest.files.get(label_out),
+                              want_hist=dataset == "ade20k-full" and split == "train"))
+    return tasks
+
+
 def prepare(dataset: str, src: str | Path, dst: str | Path, *, splits: Iterable[str] | None = None,
             workers: int | None = None, progress: bool = True, topn_by: str = "pixels",
             force: bool = False) -> dict:
@@ -177,15 +191,7 @@ def prepare(dataset: str, src: str | Path, dst: str | Path, *, splits: Iterable[
     (dst / META).unlink(missing_ok=True)  # the root is incomplete from here until the end
     remove_stale_temps(dst)
 
-    tasks = []
-    for split, items in samples.items():
-        for smp in items:
-            image_out = f"images/{split}/{smp.stem}{fmt.image_ext}"
-            label_out = f"labels/{split}/{smp.stem}.png"
-            tasks.append(Task(dataset, str(dst), str(smp.image), str(smp.label), image_out, label_out,
-                              _dep(smp.image), _dep(smp.label), manifest.files.get(image_out),
-                              manifest.files.get(label_out),
-                              want_hist=dataset == "ade20k-full" and split == "train"))
+    tasks = _conversion_tasks(dataset, fmt, dst, samples, manifest)
     expected = {t.image_out for t in tasks} | {t.label_out for t in tasks}
     label_sets = {str(spec.num_classes): {"dir": "labels", "num_classes": spec.num_classes,
                                           "full_train_ids": list(range(spec.num_classes))}}

@@ -17,6 +17,15 @@ import torch.nn.functional as F
 
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
+# the release's normalisation (openseg.pytorch: BGR, ImageNet mean/std on [0, 1]); protoseg.data.openseg
+OPENSEG_MEAN = (0.485, 0.456, 0.406)
+OPENSEG_STD = (0.229, 0.224, 0.225)
+
+
+def normalise_openseg(img: np.ndarray) -> torch.Tensor:
+    """uint8 HxWx3 RGB -> float32 3xHxW in BGR order, ``(x / 255 - mean) / std`` per channel."""
+    t = torch.from_numpy(np.ascontiguousarray(img[..., ::-1])).permute(2, 0, 1).float() / 255.0
+    return (t - torch.tensor(OPENSEG_MEAN).view(3, 1, 1)) / torch.tensor(OPENSEG_STD).view(3, 1, 1)
 
 
 def rescale_size(w: int, h: int, scale: tuple[int, int]) -> tuple[int, int]:
@@ -180,29 +189,5 @@ class TestPipeline:
 
 def _normalise(img: np.ndarray, mean, std, normalisation: str) -> torch.Tensor:
     if normalisation == "openseg":
-        from .openseg import normalise_openseg
-
         return normalise_openseg(img)
     return normalise(img, mean, std)
-
-
-def pipelines_from_spec(spec, *, train: bool):
-    """The spec's pipelines: ``spec.augmentation`` mmseg (this module) or openseg (the release's,
-    ``protoseg.data.openseg``); ``spec.normalisation`` likewise; ``spec.test_resize=False`` tests at
-    the image's own size (the release)."""
-    augmentation = getattr(spec, "augmentation", "mmseg")
-    normalisation = getattr(spec, "normalisation", "mmseg")
-    if train and augmentation == "openseg":
-        from .openseg import OpensegTrainPipeline
-
-        return OpensegTrainPipeline(crop_size=spec.crop_size, ignore_index=spec.ignore_index,
-                                    normalisation=normalisation)
-    if train:
-        return TrainPipeline(crop_size=spec.crop_size, base_scale=spec.base_scale,
-                             ignore_index=spec.ignore_index, ratio_range=spec.ratio_range,
-                             cat_max_ratio=spec.cat_max_ratio, normalisation=normalisation)
-    if not getattr(spec, "test_resize", True):
-        from .openseg import NativeTestPipeline
-
-        return NativeTestPipeline(normalisation=normalisation)
-    return TestPipeline(test_scale=spec.test_scale, normalisation=normalisation)
