@@ -64,8 +64,8 @@ def prototype_colors(classes: np.ndarray, protos: np.ndarray, palette, num_proto
 
 @torch.no_grad()
 def predict_images(run: LoadedRun, images, out_dir: str | Path, *, nearest: bool = True) -> list[Path]:
-    from protoseg.evaluation.inference import inference
     from protoseg.data.pipelines import pipelines_from_spec
+    from protoseg.evaluation.inference import inference
     from protoseg.heads import PrototypeHead
 
     out_dir = Path(out_dir)

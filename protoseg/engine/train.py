@@ -141,8 +141,8 @@ def compute_losses(out, labels: torch.Tensor, *, ignore_index: int, aux_weight: 
     """The head's loss terms (``ce``, ``ppc``, ``ppd``) plus ``aux`` (weight 0.4 in the recipes) and
     their Eq. 13 ``total`` (``method.losses.total_loss``). The logged terms are this rank's means; with
     ``reduction="global"`` under DDP the ``total`` weighs each rank's means by its share of the global
-    labelled pixels (one all-reduce),
-    so that DDP's gradient average equals the gradient of one process on the global batch.
+    labelled pixels (one all-reduce), so that DDP's gradient average equals the gradient of one
+    process on the global batch.
     ``class_weight`` ([C], ``data.class_weight``) weighs the head's CE as the release's FSCELoss
     (weighted mean over pixels); the auxiliary CE stays unweighted."""
     from protoseg.heads import segmentation_loss
