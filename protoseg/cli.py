@@ -42,7 +42,7 @@ EXIT_PREEMPTED = 75
 EXIT_INTERRUPTED = 130
 # the user-error exceptions of the package (looked up only in modules already imported: the one
 # that raised is)
-USER_ERRORS = (("protoseg.engine.config", "ConfigError"), ("protoseg.engine.checkpoint", "CheckpointError"),
+USER_ERRORS = (("protoseg.config", "ConfigError"), ("protoseg.engine.checkpoint", "CheckpointError"),
                ("protoseg.data.errors", "DataError"), ("protoseg.engine.tracking", "TrackingError"),
                ("protoseg.pipeline.experiments", "ExperimentError"))
 USER_ERRNOS = {errno.ENOENT: "no such file or directory", errno.ENOTDIR: "not a directory",

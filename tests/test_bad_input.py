@@ -106,7 +106,7 @@ def test_config(case, tmp_path, capsys):
 
 
 def test_config_numbers_as_people_write_them():
-    from protoseg.engine.config import load_config
+    from protoseg.config import load_config
 
     cfg = load_config(REPO / "configs/mini/example.yaml", ["optim.lr=6e-5", "model.method.update_assignment=gumbel"])
     assert cfg.optim.lr == 6e-5 and cfg.model.method.update_assignment == "gumbel"

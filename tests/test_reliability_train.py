@@ -17,7 +17,7 @@ import torch
 from engine_helpers import REPO, cli_env, make_root, tiny_config, write_config
 from protoseg.engine import checkpoint as ckpt_lib
 from protoseg.engine import train as train_mod
-from protoseg.engine.config import ConfigError, RunConfig
+from protoseg.config import ConfigError, RunConfig
 from protoseg.engine.train import NonFiniteLossError, train
 
 
