@@ -20,17 +20,17 @@ class PipelineConfigError(ValueError):
 def parse_seeds(value: Any, where: str = "seeds") -> list[int]:
     """``seeds`` as a list of ints: an int n means ``0..n-1``; a list, or a string such as ``"0,2"``
     or ``"[0,2]"`` (Snakemake's ``--config seeds=[0,2]`` arrives as a string), lists them."""
+    error = PipelineConfigError(f"{where} {value!r}: expected a count or comma-separated integers, e.g. 3 "
+                                "or 0,1,2")
     if isinstance(value, bool):
-        raise PipelineConfigError(f"{where}={value!r}: expected a count or a list of integers, e.g. 3 or [0,1,2]")
+        raise error
     if isinstance(value, int):
         return list(range(value))
-    if isinstance(value, str):
-        value = [v for v in value.strip().strip("[]").split(",") if v.strip()]
+    items = [v for v in value.strip().strip("[]").split(",") if v.strip()] if isinstance(value, str) else value
     try:
-        return [int(v) for v in value]
+        return [int(v) for v in items]
     except (TypeError, ValueError):
-        raise PipelineConfigError(f"{where}={value!r}: expected a count or comma-separated integers, "
-                                  "e.g. 3 or 0,1,2") from None
+        raise error from None
 
 
 def root_pattern(roots: dict[str, str], where: str = "data.roots") -> str:

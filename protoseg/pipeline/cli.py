@@ -186,7 +186,7 @@ def _common(p: argparse.ArgumentParser, *, tables: bool = False) -> None:
 
 
 def add_parser(subparsers) -> None:
-    ex = subparsers.add_parser("experiments", help="the experiment list: runs, configs, training, MLflow, DVC",
+    ex = subparsers.add_parser("experiments", help="the experiment list: runs, their configs, MLflow, DVC",
                                description="Expose configs/experiments.yaml at a scale as deduplicated runs.")
     sub = ex.add_subparsers(dest="experiments_command", metavar="ACTION")
 
