@@ -46,5 +46,5 @@ def root_pattern(roots: dict[str, str], where: str = "data.roots") -> str:
         patterns.add(f"{head}/{{dataset}}" if head else "{dataset}")
     if len(patterns) != 1:
         raise PipelineConfigError(f"{where}: expected every root under one folder (<prefix>/<dataset>), "
-                                  f"got {', '.join(sorted(patterns))}")
+                                  f"got {', '.join(f'{d}={r}' for d, r in roots.items())}")
     return patterns.pop()

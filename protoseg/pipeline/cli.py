@@ -185,7 +185,7 @@ def _common(p: argparse.ArgumentParser, *, tables: bool = False) -> None:
         p.add_argument("--tables", nargs="+", help="only the entries of these tables (keys of the list)")
 
 
-def add_parser(subparsers) -> None:
+def _add_experiments_parser(subparsers) -> None:
     ex = subparsers.add_parser("experiments", help="the experiment list: runs, their configs, MLflow, DVC",
                                description="Expose configs/experiments.yaml at a scale as deduplicated runs.")
     sub = ex.add_subparsers(dest="experiments_command", metavar="ACTION")
@@ -231,6 +231,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--check", action="store_true")
     p.set_defaults(func=_dvc_yaml)
 
+
+def add_parser(subparsers) -> None:
+    _add_experiments_parser(subparsers)
     t = subparsers.add_parser("tables", help="results/tables/<table>.{md,csv,tex} from the runs' metrics files",
                               description="Build the reproduced tables (Markdown, CSV, LaTeX) from the runs' metrics.json and run_info.json: "
                                           "paper value, mean, std and per-seed values, parameter check and provenance per row.")
