@@ -44,7 +44,8 @@ EXIT_INTERRUPTED = 130
 # that raised is)
 USER_ERRORS = (("protoseg.config.run", "ConfigError"), ("protoseg.engine.checkpoint", "CheckpointError"),
                ("protoseg.data.errors", "DataError"), ("protoseg.engine.tracking", "TrackingError"),
-               ("protoseg.pipeline.experiments", "ExperimentError"), ("protoseg.config.pipeline", "PipelineConfigError"))
+               ("protoseg.pipeline.experiments", "ExperimentError"),
+               ("protoseg.config.pipeline", "PipelineConfigError"))
 USER_ERRNOS = {errno.ENOENT: "no such file or directory", errno.ENOTDIR: "not a directory",
                errno.EISDIR: "is a directory", errno.ENAMETOOLONG: "file name too long"}
 ENV_HINTS = {errno.ENOSPC: "disk full (ENOSPC): free space, then rerun (training: --resume auto continues "

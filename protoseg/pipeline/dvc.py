@@ -190,9 +190,9 @@ def _smoke_stages(ctx: _Context) -> None:
             "outs": [f"{run_dir}_eval/val"],
         }
         evals.append(f"{run_dir}_eval/val")
+    args = shlex.join(["--scale", plan.scale, "--seeds", str(seed), "--runs-dir", plan.runs_dir])
     ctx.stages["smoke"] = {
-        "cmd": (f"protoseg tables {shlex.join(['--scale', plan.scale, '--seeds', str(seed), '--runs-dir', plan.runs_dir])} "
-                f"--tables smoke --out {q(results + '/smoke')}"),
+        "cmd": f"protoseg tables {args} --tables smoke --out {q(results + '/smoke')}",
         "deps": [*ctx.run_dirs(smoke_keys, [seed]), *evals],
         "outs": [f"{results}/smoke"],
     }
