@@ -3,6 +3,7 @@
 #   snakemake -c2 tables                       # mini scale, embedded data, CPU (configs/pipeline.yaml)
 #   snakemake --profile slurm tables --config scale=paper     # GPU cluster (slurm/config.yaml)
 #   snakemake -c2 mini_smoke                   # one tiny run, its evaluation and its table
+#   snakemake -c1 runs/mini/KEY/s0/metrics.json   # one run: run.yaml, then protoseg train --config run.yaml
 #   snakemake -c2 compare                      # your results/ beside the committed results/reference
 #   snakemake -c2 --config seeds=3 results_dir=results/reference   # regenerate the reference
 # After every successful run the stages built are recorded in dvc.lock (dvc commit -f), so

@@ -27,14 +27,14 @@ from protoseg.data.dataset import SegmentationDataset
 from protoseg.data.mini import make_mini
 from protoseg.data.prepare import prepare
 from protoseg.data.specs import get_spec
-from protoseg.engine.train import IterationBatchSampler, _EpochItems
+from protoseg.engine.train import IterationBatchSampler, EpochItems
 
 
 def trainer_loader(ds: SegmentationDataset, *, batch: int, workers: int, iters: int, seed: int = 0):
     """The training loader exactly as ``protoseg.engine.train._train`` builds it (1 process)."""
     sampler = IterationBatchSampler(len(ds), global_batch=batch, grad_accum=1, rank=0, world_size=1,
                                     seed=seed, start=0, total=iters)
-    return torch.utils.data.DataLoader(_EpochItems(ds), batch_sampler=sampler, num_workers=workers,
+    return torch.utils.data.DataLoader(EpochItems(ds), batch_sampler=sampler, num_workers=workers,
                                        pin_memory=torch.cuda.is_available(),
                                        generator=torch.Generator().manual_seed(seed))
 

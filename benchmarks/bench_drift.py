@@ -41,9 +41,13 @@ def train(key: str, seed: int, threads: int, runs_dir: Path) -> dict:
                PYTHONPATH=str(REPO), MLFLOW_TRACKING_URI="")
     env.pop("MLFLOW_TRACKING_URI")
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "protoseg.cli", "experiments", "train", key, "--seed", str(seed),
-                           "--scale", "mini", "--runs-dir", str(runs_dir)], cwd=REPO, env=env,
-                          capture_output=True, text=True)
+    config = runs_dir / "mini" / key / "run.yaml"  # the pipeline's two commands (rules run_config, train)
+    cli = [sys.executable, "-m", "protoseg.cli"]
+    proc = subprocess.run([*cli, "experiments", "config", key, "--scale", "mini", "--runs-dir", str(runs_dir),
+                           "--out", str(config)], cwd=REPO, env=env, capture_output=True, text=True)
+    if proc.returncode == 0:
+        proc = subprocess.run([*cli, "train", "--config", str(config), "--resume", "auto", f"run.seed={seed}",
+                               f"run.name={key}/s{seed}"], cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"training {key} with {threads} thread(s) failed:\n{proc.stderr[-3000:]}")
     metrics = json.loads((runs_dir / "mini" / key / f"s{seed}" / "metrics.json").read_text())

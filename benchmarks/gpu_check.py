@@ -63,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a
 import bench_prototype_step as bps  # noqa: E402
 
 from protoseg.atomic_io import write_bytes_atomic, write_json_atomic  # noqa: E402
-from protoseg.engine.config import OptimConfig  # noqa: E402
+from protoseg.config import OptimConfig  # noqa: E402
 from protoseg.engine.distributed import DistInfo, maybe_sync_bn  # noqa: E402
 from protoseg.engine.optim import build_optimizer  # noqa: E402
 from protoseg.engine.train import compute_losses, git_commit  # noqa: E402

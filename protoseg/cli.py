@@ -42,9 +42,10 @@ EXIT_PREEMPTED = 75
 EXIT_INTERRUPTED = 130
 # the user-error exceptions of the package (looked up only in modules already imported: the one
 # that raised is)
-USER_ERRORS = (("protoseg.engine.config", "ConfigError"), ("protoseg.engine.checkpoint", "CheckpointError"),
+USER_ERRORS = (("protoseg.config.run", "ConfigError"), ("protoseg.engine.checkpoint", "CheckpointError"),
                ("protoseg.data.errors", "DataError"), ("protoseg.engine.tracking", "TrackingError"),
-               ("protoseg.pipeline.experiments", "ExperimentError"))
+               ("protoseg.pipeline.experiments", "ExperimentError"),
+               ("protoseg.config.pipeline", "PipelineConfigError"))
 USER_ERRNOS = {errno.ENOENT: "no such file or directory", errno.ENOTDIR: "not a directory",
                errno.EISDIR: "is a directory", errno.ENAMETOOLONG: "file name too long"}
 ENV_HINTS = {errno.ENOSPC: "disk full (ENOSPC): free space, then rerun (training: --resume auto continues "
@@ -75,9 +76,11 @@ def classify_os_error(err: OSError) -> tuple[int, str]:
 
 EPILOG = """\
 which command for which job:
-  reproduce the paper's tables    snakemake -c2 (or dvc repro); the rules run experiments train,
-                                  experiments log-mlflow, tables, figures and compare-results
-  one experiment of the list      protoseg experiments train KEY --seed 0  (keys: experiments list)
+  reproduce the paper's tables    snakemake -c2 (or dvc repro); the rules run experiments config,
+                                  train, experiments log-mlflow, tables, figures and compare-results
+  one experiment of the list      snakemake -c1 runs/mini/KEY/s0/metrics.json  (keys: experiments list);
+                                  by hand: protoseg experiments config KEY --out runs/mini/KEY/run.yaml
+                                  && protoseg train --config runs/mini/KEY/run.yaml --resume auto
   a config file of your own       protoseg train --config FILE;  protoseg log-mlflow RUN_DIR
   check your results              protoseg compare-results (your results/ beside results/reference)
 """

@@ -106,7 +106,7 @@ def test_config(case, tmp_path, capsys):
 
 
 def test_config_numbers_as_people_write_them():
-    from protoseg.engine.config import load_config
+    from protoseg.config import load_config
 
     cfg = load_config(REPO / "configs/mini/example.yaml", ["optim.lr=6e-5", "model.method.update_assignment=gumbel"])
     assert cfg.optim.lr == 6e-5 and cfg.model.method.update_assignment == "gumbel"
@@ -152,7 +152,8 @@ def test_tracking(case, tmp_path, capsys):
 def test_pipeline(case, tmp_path, capsys):
     runs = tmp_path / "runs"
     if case == "unknown_run":
-        argv, words = ["experiments", "train", "nosuchkey", "--runs-dir", runs], ["no run 'nosuchkey'"]
+        argv, words = (["experiments", "config", "nosuchkey", "--runs-dir", runs, "--out", runs / "x/run.yaml"],
+                       ["no run 'nosuchkey'"])
     elif case == "bad_seeds":
         argv, words = ["experiments", "list", "--seeds", "0,one"], ["--seeds '0,one'", "integers"]
     else:

@@ -9,7 +9,7 @@ from protoseg.data.mini import make_mini
 from protoseg.data.prepare import prepare
 from protoseg.data.specs import get_spec
 from protoseg.engine.evaluate import build_eval_loader
-from protoseg.engine.train import IterationBatchSampler, _EpochItems
+from protoseg.engine.train import IterationBatchSampler, EpochItems
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_dataset_and_train_loader(roots):
     assert len(ds) == 400 and ds.num_classes == 150 and ds.ignore_index == 255
     a, b = ds[3], ds[3]
     assert torch.equal(a["image"], b["image"])  # fixed by (seed, epoch 0, index)
-    items = _EpochItems(ds)  # the trainer's items, keyed by (epoch, index)
+    items = EpochItems(ds)  # the trainer's items, keyed by (epoch, index)
     assert torch.equal(items[(0, 3)]["image"], a["image"])
     assert not torch.equal(items[(1, 3)]["image"], a["image"])
     # the trainer's loader (as protoseg.engine.train builds it), one epoch of 100 iterations

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from protoseg.engine.config import ConfigError, OptimConfig, RunConfig, load_config
+from protoseg.config import ConfigError, OptimConfig, RunConfig, load_config
 from protoseg.engine.optim import build_optimizer, build_scheduler, param_groups, poly_factor
 
 

@@ -12,7 +12,7 @@ import yaml
 
 from engine_helpers import REPO, cli_env, tiny_config
 from protoseg.atomic_io import write_json_atomic
-from protoseg.engine.config import RunConfig
+from protoseg.config import RunConfig
 from protoseg.engine.evaluate import write_eval_outputs
 
 mlflow = pytest.importorskip("mlflow")

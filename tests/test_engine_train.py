@@ -15,7 +15,7 @@ import torch
 from engine_helpers import cli_env, make_root, run_cli, tiny_config, write_config
 from protoseg.engine import checkpoint as ckpt_lib
 from protoseg.engine import train as train_mod
-from protoseg.engine.config import RunConfig
+from protoseg.config import RunConfig
 from protoseg.engine.train import FAULT_SIGKILL_ENV, NonFiniteLossError, train
 
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from protoseg.data.openseg import OPENSEG_MEAN, OPENSEG_STD, NativeTestPipeline, OpensegTrainPipeline
 from protoseg.data.pipelines import pipelines_from_spec
 from protoseg.data.transforms import TrainPipeline
-from protoseg.engine.config import ConfigError, OptimConfig, RunConfig
+from protoseg.config import ConfigError, OptimConfig, RunConfig
 from protoseg.engine.optim import param_groups, poly_factor
 from protoseg.engine.train import compute_losses
 from protoseg.heads.output import HeadOutput

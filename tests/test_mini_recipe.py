@@ -18,7 +18,7 @@ LEARNS_ABOVE = 0.06  # mIoU; measured 0.094 after 60 steps (the untrained model 
 def trained(tmp_path_factory):
     """A softmax MiT-B0 trained 60 steps at batch 8 on the Cityscapes twin (the mini recipe's data
     settings), from scratch."""
-    from protoseg.engine.config import RunConfig
+    from protoseg.config import RunConfig
     from protoseg.engine.train import train
 
     base = tmp_path_factory.mktemp("recipe")

@@ -99,7 +99,7 @@ def test_errors_name_the_entry():
 
 
 def test_run_configs_validate_in_the_engine(plan):
-    from protoseg.engine.config import RunConfig
+    from protoseg.config import RunConfig
 
     seen = set()
     for key, run in plan.runs.items():

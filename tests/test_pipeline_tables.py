@@ -200,7 +200,7 @@ def test_similarity_and_embedding_figures_render(plan, tmp_path):
 
     from protoseg.data.mini import make_mini
     from protoseg.data.prepare import prepare
-    from protoseg.engine.config import RunConfig
+    from protoseg.config import RunConfig
     from protoseg.models import build_model
     from protoseg.pipeline.figures import FIG_ENTRY, build_figures
 

@@ -77,8 +77,10 @@ def test_dry_run_tables_lists_every_run(tmp_path):
     # which the momentum horizon makes the mu = 0 run at this scale
     assert n_runs == 82
     # + the pre-training twin and one pre-training run per backbone, + the claims table
-    assert counts == {"make_mini": 4, "make_mini_pretrain": 1, "pretrain": 4, "train": 2 * n_runs, "params": 1,
-                      "build_tables": 1, "build_claims": 1, "tables": 1, "total": 4 + 1 + 4 + 2 * n_runs + 4}
+    # + one run.yaml per run and per pre-training run (run_config, pretrain_config)
+    assert counts == {"make_mini": 4, "make_mini_pretrain": 1, "pretrain_config": 4, "pretrain": 4,
+                      "run_config": n_runs, "train": 2 * n_runs, "params": 1, "build_tables": 1, "build_claims": 1,
+                      "tables": 1, "total": 4 + 1 + 8 + 3 * n_runs + 4}
     paper = _job_counts(_snakemake(work, "-n", "tables", "--config", "scale=paper").stdout)
     assert paper["prepare"] == 4 and "make_mini" not in paper and paper["train"] == 88
 
@@ -91,7 +93,7 @@ def test_train_rule_resources_for_slurm(tmp_path):
     resources = re.search(r"resources: (.*)", job).group(1).split(", ")
     assert {"tasks_per_gpu=0", "nodes=1", "cpus_per_task=32", "mem_mb=192000", "runtime=2880",
             "gpu=4"} <= set(resources), job
-    assert "torchrun --standalone --nproc_per_node=4 -m protoseg.cli experiments train" in out
+    assert "torchrun --standalone --nproc_per_node=4 -m protoseg.cli train --config runs/paper/" in out
     assert "--resume auto" in out
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from protoseg.engine.config import RunConfig
+from protoseg.config import RunConfig
 from protoseg.pipeline.experiments import build_plan
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "recipes-mmseg.md"

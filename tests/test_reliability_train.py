@@ -17,7 +17,7 @@ import torch
 from engine_helpers import REPO, cli_env, make_root, tiny_config, write_config
 from protoseg.engine import checkpoint as ckpt_lib
 from protoseg.engine import train as train_mod
-from protoseg.engine.config import ConfigError, RunConfig
+from protoseg.config import ConfigError, RunConfig
 from protoseg.engine.train import NonFiniteLossError, train
 
 
@@ -130,14 +130,18 @@ def test_disk_full_while_checkpointing_is_one_line_exit_74(root, tmp_path):
 
 
 def test_workflow_retries_only_preemption(tmp_path, capsys):
-    """`experiments train --attempt N`: attempt 2 after a deterministic failure (exit 2) stops at once
-    with the same status; after exit 75 or no record (a killed attempt) it runs."""
+    """`protoseg train --attempt N` (the train rule's command on the run's run.yaml): attempt 2 after a
+    deterministic failure (exit 2) stops at once with the same status; after exit 75 or no record (a
+    killed attempt) it runs."""
     from protoseg.cli import main
     from protoseg.pipeline.experiments import build_plan
 
     runs = tmp_path / "runs"
     key = next(iter(build_plan(scale="mini", seeds=[0], runs_dir=str(runs)).runs))
-    common = ["experiments", "train", key, "data.root=/nonexistent/root", "--runs-dir", str(runs), "--seeds", "0"]
+    config = runs / "mini" / key / "run.yaml"
+    assert main(["experiments", "config", key, "--runs-dir", str(runs), "--out", str(config)]) == 0
+    common = ["train", "--config", str(config), "--resume", "auto", "data.root=/nonexistent/root", "run.seed=0",
+              f"run.name={key}/s0"]
     # attempt 1 fails deterministically: its data root does not exist (a user error)
     assert main([*common, "--attempt", "1"]) == 2
     record = runs / "mini" / key / "s0" / "last_exit.json"

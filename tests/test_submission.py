@@ -12,7 +12,7 @@ import torch
 from engine_helpers import make_root, run_cli, tiny_config
 from protoseg.data.image_io import read_label_png
 from protoseg.engine import checkpoint as ckpt_lib
-from protoseg.engine.config import RunConfig
+from protoseg.config import RunConfig
 from protoseg.engine.submission import label_to_train_lut, train_to_label_lut
 from protoseg.models import build_model
 

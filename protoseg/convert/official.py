@@ -79,7 +79,7 @@ def release_run_config(num_classes: int, num_prototypes: int, channels: int) -> 
 def convert_official(src: str | Path, dst: str | Path) -> dict[str, Any]:
     """Write a protoseg checkpoint (engine format) made from the release file ``src``."""
     from protoseg.engine import checkpoint as ckpt_lib
-    from protoseg.engine.config import RunConfig
+    from protoseg.config import RunConfig
     from protoseg.models import build_model
 
     obj = load_foreign(src)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import scipy.stats
 
+from protoseg.config.datasets import WIDE_IGNORE_INDEX
 from protoseg.atomic_io import sha256_bytes, write_bytes_atomic
 from protoseg.data.classes import read_table
 from protoseg.data.errors import DataError
@@ -22,7 +23,7 @@ from protoseg.data.parallel import ManifestCollector, run_parallel
 
 SUBSET_SIZES = (150, 300, 500, 700)
 RANKING_FILE = "ranking.tsv"
-IGNORE = 65535
+IGNORE = WIDE_IGNORE_INDEX
 NUM_FULL = 847
 RANKING_COLUMNS = ("rank", "name", "ade_id", "train_id", "pixel_count", "image_count",
                    "list_image_count")

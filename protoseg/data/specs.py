@@ -11,6 +11,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from protoseg.config.datasets import WIDE_IGNORE_INDEX
 from protoseg.data.classes import read_table
 from protoseg.data.errors import DataError
 
@@ -78,7 +79,7 @@ def _base_spec(name: str) -> DatasetSpec:
     if name == "ade20k-full":
         rows = read_table("ade20k_full_847.tsv")
         return DatasetSpec(name=name, num_classes=847, class_names=tuple(r["name"] for r in rows),
-                           palette=generated_palette(847), ignore_index=65535)
+                           palette=generated_palette(847), ignore_index=WIDE_IGNORE_INDEX)
     if name == "cityscapes":
         rows = read_table("cityscapes_19.tsv")
         return DatasetSpec(name=name, num_classes=19, class_names=tuple(r["name"] for r in rows),

@@ -14,15 +14,43 @@ from pathlib import Path
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .checkpoint import CheckpointError
-    from .config import ConfigError, load_config
+    """``protoseg train``; with ``--attempt N`` (the workflow's retry counter) behind the retry gate of
+    ``provenance``: the status of each attempt is recorded in ``<run>/last_exit.json``."""
+    from protoseg.config import ConfigError, load_config
+
+    from . import provenance
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.attempt is None:
+        return _train_config(cfg, args)
+    refused = provenance.refused_retry(cfg.run_dir, args.attempt)
+    if refused is not None:
+        return refused
+    provenance.begin_attempt(cfg.run_dir)
+    code = 1
+    try:
+        code = _train_config(cfg, args)
+    except BaseException as err:
+        code = provenance.exit_status(err)
+        raise
+    finally:
+        provenance.record_exit(cfg.run_dir, args.attempt, code)
+    return code
+
+
+def _train_config(cfg, args: argparse.Namespace) -> int:
+    from protoseg.config import ConfigError
     from protoseg.data.errors import DataError
 
+    from .checkpoint import CheckpointError
     from .train import (EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_PREEMPTED, Interrupted, NonFiniteLossError,
                         Preempted, train)
 
     try:
-        cfg = load_config(args.config, args.overrides)
         metrics = train(cfg, resume=args.resume, allow_data_change=getattr(args, "allow_data_change", False))
     except (ConfigError, CheckpointError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -45,7 +73,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from protoseg.data.errors import DataError
 
     from .checkpoint import CheckpointError
-    from .config import ConfigError
+    from protoseg.config import ConfigError
     from .predict import load_run
 
     try:
@@ -70,7 +98,7 @@ def _predict(args: argparse.Namespace) -> int:
     from protoseg.data.errors import DataError
 
     from .checkpoint import CheckpointError
-    from .config import ConfigError
+    from protoseg.config import ConfigError
     from .predict import load_run, predict_images
 
     try:
@@ -113,6 +141,9 @@ def add_parser(subparsers) -> None:
     t.add_argument("--allow-data-change", action="store_true",
                    help="resume even though the prepared data (data hash) differs from the checkpoint's; "
                         "recorded in run_info.json")
+    t.add_argument("--attempt", type=int, metavar="N",
+                   help="the workflow's retry counter: each attempt's exit status goes to <run>/last_exit.json "
+                        "and attempt N > 1 runs only after exit 75 (preempted) or a killed attempt")
     t.add_argument("overrides", nargs="*", metavar="key=value")
     t.set_defaults(func=_train)
 

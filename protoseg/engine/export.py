@@ -9,13 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
-from protoseg.models.backbones.weights import save_backbone_file
-
-from .checkpoint import load_checkpoint
-
-
 def export_backbone(checkpoint: str | Path, out: str | Path) -> Path:
     """Write the ``backbone.*`` tensors of ``checkpoint`` (a protoseg checkpoint) as a backbone file."""
+    from protoseg.models.backbones.weights import save_backbone_file  # late: torch (keeps `protoseg` fast)
+
+    from .checkpoint import load_checkpoint
+
     ck = load_checkpoint(checkpoint)
     name = ck["config"]["model"]["backbone"]
     state = {k.removeprefix("backbone."): v.float() if v.is_floating_point() else v

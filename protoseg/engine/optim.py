@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import OptimConfig
+from protoseg.config import OptimConfig
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 POSITION_KEYS = ("pos_embed", "pos_block", "position_bias_table", "position_embeddings",

@@ -20,7 +20,7 @@ from protoseg.atomic_io import write_bytes_atomic
 from protoseg.data.image_io import encode_png, read_rgb
 
 from .checkpoint import load_checkpoint
-from .config import RunConfig, apply_overrides
+from protoseg.config import RunConfig, apply_overrides
 
 
 @dataclass

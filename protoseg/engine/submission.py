@@ -45,7 +45,7 @@ def write_cityscapes_submission(run, split: str, out_dir: str | Path, *, progres
     from protoseg.data.dataset import SegmentationDataset
     from protoseg.evaluation.inference import inference
 
-    from .config import ConfigError
+    from protoseg.config import ConfigError
 
     spec = run.spec
     if spec.name != "cityscapes":

@@ -44,7 +44,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from .config import flatten_dict
+from protoseg.config import flatten_dict
 
 REPO = Path(__file__).resolve().parents[2]
 KEY_TAG = "protoseg.key"

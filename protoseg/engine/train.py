@@ -2,9 +2,12 @@
 
 Files of a run (``<output_dir>/<name>/``): ``config.yaml`` (resolved), ``run_info.json`` (provenance:
 one record per attempt, never overwritten: start iteration, git commit, data hash, host, time, world
-size; ``finished`` at the end), ``train_log.jsonl`` (loss terms, lr, throughput every ``log_interval``),
-``val_log.jsonl`` (periodic validation), ``checkpoints/`` and, at the end, ``metrics.json``,
-``per_class_iou.csv``, ``confusion.png``.
+size; ``finished`` at the end; ``provenance.py``), ``machine.json`` (CPU, cores, threads, GPUs),
+``train_log.jsonl`` (loss terms, lr, throughput every ``log_interval``), ``val_log.jsonl`` (periodic
+validation), ``checkpoints/`` and, at the end, ``metrics.json``, ``per_class_iou.csv``, ``confusion.png``.
+
+``train`` runs: ``RunConfig.check_data`` -> ``_build`` (model, optimizer) -> ``_restore`` (resume) ->
+``_write_run_header`` -> ``_loaders`` -> ``_loop`` (``_step`` per iteration, ``Checkpointer``) -> ``_finish``.
 
 Data order: iteration ``t`` uses the global batch ``t mod n_batches`` of the permutation of epoch
 ``t // n_batches`` (seeded by ``(seed, epoch)``); rank ``r`` takes its contiguous share of each
@@ -14,7 +17,7 @@ a checkpoint records, and 1 process sees the same global batches as N.
 from __future__ import annotations
 
 import contextlib
-import datetime
+import dataclasses
 import json
 import os
 import random
@@ -24,6 +27,7 @@ import subprocess
 import sys
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,13 +36,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from protoseg.atomic_io import remove_stale_temps, write_bytes_atomic, write_json_atomic
+from protoseg.config import ConfigError, RunConfig, flatten_dict
 from protoseg.data.dataset import SegmentationDataset
 
 from . import checkpoint as ckpt_lib
-from .config import ConfigError, RunConfig, flatten_dict
 from .distributed import DistInfo, all_reduce_max, cleanup, gather_objects, init_distributed, maybe_sync_bn
 from .evaluate import build_eval_loader, evaluate_model, write_eval_outputs
 from .optim import build_optimizer, build_scheduler
+from .provenance import (data_hash, git_commit, machine_description, now, read_run_info,  # noqa: F401
+                         record_attempt, record_finished)
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpoint written after SIGUSR1/SIGTERM; the workflow retries
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: checkpoint written after Ctrl-C (a second Ctrl-C aborts at once)
@@ -75,7 +81,7 @@ class Preempted(Exception):
 
 
 # ---- data order ------------------------------------------------------------------------------------
-class _EpochItems(Dataset):
+class EpochItems(Dataset):
     """Items keyed by ``(epoch, index)``: the augmentation of a sample is fixed by (seed, epoch, index)
     whatever the worker or the resume point."""
 
@@ -159,75 +165,12 @@ def _first_nonfinite(terms: dict[str, torch.Tensor], info: DistInfo) -> str | No
     return names[worst - 1] if worst else None
 
 
-def git_commit(repo: Path | None = None) -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=repo or Path(__file__).resolve().parents[2], timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def data_hash(root: str | Path) -> str:
-    """sha256 of the prepared root's manifest.json (it lists the sha256 of every file), else of meta.json."""
-    from protoseg.atomic_io import sha256_file
-
-    for name in ("manifest.json", "meta.json"):
-        p = Path(root) / name
-        if p.is_file():
-            return sha256_file(p)
-    return "unknown"
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def _read_run_info(path: Path) -> dict:
-    try:
-        info = json.loads(path.read_text()) if path.is_file() else {}
-    except (ValueError, UnicodeDecodeError):
-        info = {}
-    return info if isinstance(info, dict) else {}
-
-
-def record_attempt(run_dir: Path, attempt: dict) -> dict:
-    """Append ``attempt`` to ``run_info.json``'s ``attempts`` (earlier records are kept; a file of the
-    old one-record format becomes the first attempt). Top-level ``git_commit``/``data_hash`` stay
-    those of the first attempt; ``git_commits``/``data_hashes`` list every distinct one."""
-    path = run_dir / "run_info.json"
-    info = _read_run_info(path)
-    attempts = info.get("attempts") if isinstance(info.get("attempts"), list) else []
-    if not attempts and info.get("started"):  # written by an older version: one record, keep it
-        attempts = [{"start_iteration": info.get("resumed_from", 0), "git_commit": info.get("git_commit"),
-                     "data_hash": info.get("data_hash"), "started": info.get("started")}]
-    attempts.append(attempt)
-    first = attempts[0]
-    info.update({k: v for k, v in attempt.items() if k in ("world_size", "device", "torch", "sync_bn")})
-    info.update({"git_commit": first.get("git_commit"), "data_hash": first.get("data_hash"),
-                 "git_commits": list(dict.fromkeys(a.get("git_commit") for a in attempts)),
-                 "data_hashes": list(dict.fromkeys(a.get("data_hash") for a in attempts)),
-                 "resumed_from": attempt["start_iteration"], "started": first.get("started"),
-                 "attempts": attempts})
-    info.pop("finished", None)
-    write_json_atomic(path, info)
-    return info
-
-
-def _record_finished(run_dir: Path) -> None:
-    path = run_dir / "run_info.json"
-    info = _read_run_info(path)
-    info["finished"] = _now()
-    if isinstance(info.get("attempts"), list) and info["attempts"]:
-        info["attempts"][-1]["finished"] = info["finished"]
-    write_json_atomic(path, info)
-
-
 def _check_resume_data(ck: dict, run_dir: Path, root: str, path: Path, allow: bool) -> str | None:
     """The data hash the checkpoint was trained on must be the current root's (else ConfigError,
     naming both), unless ``allow``. Returns the previous hash when it differs and is allowed."""
     before = ck.get("data_hash")
     if before is None:  # a checkpoint of an older version: the run's last recorded attempt
-        attempts = _read_run_info(run_dir / "run_info.json").get("attempts") or []
+        attempts = read_run_info(run_dir / "run_info.json").get("attempts") or []
         before = attempts[-1].get("data_hash") if attempts and isinstance(attempts[-1], dict) else None
     now = data_hash(root)
     if before is None or before == now:
@@ -244,7 +187,8 @@ def _check_resume_data(ck: dict, run_dir: Path, root: str, path: Path, allow: bo
 
 def _check_resume_config(saved: dict, current: dict, path: Path) -> None:
     a, b = flatten_dict(saved), flatten_dict(current)
-    diff = sorted(k for k in set(a) | set(b) if k not in RESUME_FREE_KEYS and a.get(k) != b.get(k))
+    diff = sorted(k for k in set(a) | set(b) if k not in RESUME_FREE_KEYS and not k.startswith("tracking.")
+                  and a.get(k) != b.get(k))  # tracking (table, row, paper value) never changes training
     if diff:
         raise ConfigError(f"{path}: cannot resume, the config differs in {diff} "
                           f"(checkpoint: {[a.get(k) for k in diff]}, now: {[b.get(k) for k in diff]})")
@@ -327,26 +271,54 @@ def train(cfg: RunConfig, *, resume: str | None = None, allow_data_change: bool 
         cleanup()
 
 
+@dataclass
+class _Training:
+    """What one training process holds between the steps below."""
+
+    cfg: RunConfig
+    info: DistInfo
+    spec: Any  # protoseg.data.specs.DatasetSpec
+    raw_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    synced: bool  # SyncBN in use
+    amp_dtype: torch.dtype | None
+    class_weight: torch.Tensor | None
+    model: torch.nn.Module | None = None  # raw_model, in DDP when distributed
+    start: int = 0  # the iteration training continues from
+    resumed_from: Path | None = None
+    data_changed_from: str | None = None
+    cfg_dict: dict = field(default_factory=dict)
+
+
 def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model,
            allow_data_change: bool = False) -> dict[str, Any]:
-    t_cfg, device = cfg.train, info.device
-    run_dir = cfg.run_dir
-    ckpt_dir = run_dir / "checkpoints"
-    spec = cfg.dataset_spec()
-    if not cfg.data.root:
-        raise ConfigError("data.root is empty: give the prepared root (data.root=/path/to/prepared)")
-    if not (Path(cfg.data.root) / "meta.json").is_file():  # before anything of the run is written
-        raise ConfigError(f"data.root={cfg.data.root}: not a complete prepared root (meta.json missing: "
-                          "preparation never finished or failed); run `protoseg prepare` first")
-    if cfg.model.num_classes != spec.num_classes:
-        raise ConfigError(f"model.num_classes={cfg.model.num_classes} but dataset {spec.name!r} has "
-                          f"{spec.num_classes} classes")
-    if cfg.model.method is not None and cfg.model.method.ignore_index != spec.ignore_index:
-        raise ConfigError(f"model.method.ignore_index={cfg.model.method.ignore_index} but dataset "
-                          f"{spec.name!r} uses {spec.ignore_index}")
+    """Restore, run header, loaders, the loop, the final checkpoint and evaluation."""
+    spec = cfg.check_data()  # before anything of the run is written
     if resume is None and int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0:
         resume = "auto"  # a requeued SLURM job resumes by itself
+    t = _build(cfg, info, spec, build_model)
+    if info.is_main:  # partial files of a killed writer (our temp-name pattern only)
+        remove_stale_temps(cfg.run_dir / "checkpoints", recursive=False)
+        remove_stale_temps(cfg.run_dir, recursive=False)
+    _restore(t, resume, allow_data_change)
+    run_data_hash = _write_run_header(t)
+    t.model = t.raw_model
+    if info.distributed:
+        t.model = torch.nn.parallel.DistributedDataParallel(
+            t.raw_model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
+            broadcast_buffers=False)  # prototypes are identical on all ranks by construction
+    sampler, loader, eval_loader = _loaders(t)
+    ckpt = Checkpointer(t, sampler, run_data_hash)
+    _loop(t, sampler, loader, eval_loader, ckpt)
+    return _finish(t, eval_loader, ckpt)
 
+
+def _build(cfg: RunConfig, info: DistInfo, spec, build_model) -> _Training:
+    """Numerics (determinism, AMP), then the model (the same seed on every rank), optimizer,
+    schedule and gradient scaler; then the per-rank seeds."""
+    t_cfg, device = cfg.train, info.device
     if t_cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
@@ -355,8 +327,6 @@ def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model,
     if amp_dtype is not None and device.type != "cuda":
         warnings.warn(f"train.amp={t_cfg.amp} ignored on CPU", RuntimeWarning, stacklevel=2)
         amp_dtype = None
-
-    # model init: the same seed on every rank, then per-rank seeds
     seed_all(cfg.run.seed)
     model = build_model(cfg.model).to(device)
     model, synced = maybe_sync_bn(model, info, t_cfg.sync_bn)
@@ -366,205 +336,262 @@ def _train(cfg: RunConfig, info: DistInfo, resume: str | None, build_model,
     class_weight = (torch.tensor(cfg.data.class_weight, dtype=torch.float32, device=device)
                     if cfg.data.class_weight is not None else None)
     seed_all(cfg.run.seed + info.rank)
+    return _Training(cfg=cfg, info=info, spec=spec, raw_model=model, optimizer=optimizer, scheduler=scheduler,
+                     scaler=scaler, synced=synced, amp_dtype=amp_dtype, class_weight=class_weight,
+                     cfg_dict=cfg.to_dict())
 
-    start = 0
-    cfg_dict = cfg.to_dict()
-    if info.is_main:  # partial files of a killed writer (our temp-name pattern only)
-        remove_stale_temps(ckpt_dir, recursive=False)
-        remove_stale_temps(run_dir, recursive=False)
-    resumed_path, data_changed_from = None, None
-    if resume is not None:
-        found = (ckpt_lib.find_resume(ckpt_dir) if resume == "auto"
-                 else (Path(resume), ckpt_lib.load_checkpoint(resume)))
-        if found is None:
-            if info.is_main:
-                print(f"resume auto: no valid checkpoint in {ckpt_dir}; starting from iteration 0",
-                      file=sys.stderr)
+
+def _restore(t: _Training, resume: str | None, allow_data_change: bool) -> None:
+    """Continue from a checkpoint (``--resume``): its config and data must be this run's."""
+    cfg, info = t.cfg, t.info
+    ckpt_dir = cfg.run_dir / "checkpoints"
+    if resume is None:
+        if info.is_main and ckpt_lib.list_checkpoints(ckpt_dir):
+            raise ConfigError(f"{cfg.run_dir}: holds checkpoints of an earlier run; pass --resume auto to "
+                              "continue it, or choose another run.name")
+        return
+    found = (ckpt_lib.find_resume(ckpt_dir) if resume == "auto"
+             else (Path(resume), ckpt_lib.load_checkpoint(resume)))
+    if found is None:
+        if info.is_main:
+            print(f"resume auto: no valid checkpoint in {ckpt_dir}; starting from iteration 0", file=sys.stderr)
+        return
+    path, ck = found
+    _check_resume_config(ck["config"], t.cfg_dict, path)
+    t.data_changed_from = _check_resume_data(ck, cfg.run_dir, cfg.data.root, path, allow_data_change)
+    t.resumed_from = path
+    t.raw_model.load_state_dict(ck["model"])
+    t.start = int(ck["iteration"])
+    if "optimizer" not in ck:  # a weights-only final.pt (train.final_ckpt=weights): a finished run
+        if t.start < cfg.train.iters:
+            raise ConfigError(f"{path}: weights-only checkpoint at iteration {t.start} < train.iters="
+                              f"{cfg.train.iters}: it cannot resume training")
+    else:
+        t.optimizer.load_state_dict(ck["optimizer"])
+        t.scheduler.load_state_dict(ck["scheduler"])
+        t.scaler.load_state_dict(ck["scaler"])
+        rngs = ck["rng"]
+        if len(rngs) != info.world_size:
+            warnings.warn(f"{path}: saved by {len(rngs)} ranks, resuming with {info.world_size}: "
+                          "RNG states re-seeded, the run is no longer bitwise reproducible",
+                          RuntimeWarning, stacklevel=2)
+            seed_all(cfg.run.seed + info.rank + 7919 * t.start)
         else:
-            path, ck = found
-            _check_resume_config(ck["config"], cfg_dict, path)
-            data_changed_from = _check_resume_data(ck, run_dir, cfg.data.root, path, allow_data_change)
-            resumed_path = path
-            model.load_state_dict(ck["model"])
-            start = int(ck["iteration"])
-            if "optimizer" not in ck:  # a weights-only final.pt (train.final_ckpt=weights): a finished run
-                if start < t_cfg.iters:
-                    raise ConfigError(f"{path}: weights-only checkpoint at iteration {start} < train.iters="
-                                      f"{t_cfg.iters}: it cannot resume training")
-            else:
-                optimizer.load_state_dict(ck["optimizer"])
-                scheduler.load_state_dict(ck["scheduler"])
-                scaler.load_state_dict(ck["scaler"])
-                rngs = ck["rng"]
-                if len(rngs) != info.world_size:
-                    warnings.warn(f"{path}: saved by {len(rngs)} ranks, resuming with {info.world_size}: "
-                                  "RNG states re-seeded, the run is no longer bitwise reproducible",
-                                  RuntimeWarning, stacklevel=2)
-                    seed_all(cfg.run.seed + info.rank + 7919 * start)
-                else:
-                    ckpt_lib.set_rng_state(rngs[info.rank])
-            if info.is_main:
-                print(f"resumed from {path} at iteration {start}", file=sys.stderr)
-            del ck
-    elif info.is_main and ckpt_lib.list_checkpoints(ckpt_dir):
-        raise ConfigError(f"{run_dir}: holds checkpoints of an earlier run; pass --resume auto to "
-                          "continue it, or choose another run.name")
+            ckpt_lib.set_rng_state(rngs[info.rank])
+    if info.is_main:
+        print(f"resumed from {path} at iteration {t.start}", file=sys.stderr)
 
+
+def _write_run_header(t: _Training) -> str:
+    """``config.yaml``, ``machine.json`` and this attempt's record in ``run_info.json`` (rank 0); the
+    logs cut back to the start iteration. Returns the data hash of the prepared root."""
+    cfg, info = t.cfg, t.info
+    run_dir = cfg.run_dir
     run_data_hash = data_hash(cfg.data.root)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(run_dir / "config.yaml", cfg.dump().encode())
-        attempt = {"start_iteration": start, "git_commit": git_commit(), "data_hash": run_data_hash,
-                   "host": socket.gethostname(), "started": _now(), "world_size": info.world_size,
-                   "device": str(device), "torch": torch.__version__, "sync_bn": synced,
-                   "resumed_from_checkpoint": str(resumed_path) if resumed_path else None}
-        if data_changed_from is not None:
-            attempt["allow_data_change"] = {"from": data_changed_from, "to": run_data_hash}
+        write_json_atomic(run_dir / "machine.json", machine_description())
+        attempt = {"start_iteration": t.start, "git_commit": git_commit(), "data_hash": run_data_hash,
+                   "host": socket.gethostname(), "started": now(), "world_size": info.world_size,
+                   "device": str(info.device), "torch": torch.__version__, "sync_bn": t.synced,
+                   "resumed_from_checkpoint": str(t.resumed_from) if t.resumed_from else None}
+        if t.data_changed_from is not None:
+            attempt["allow_data_change"] = {"from": t.data_changed_from, "to": run_data_hash}
         record_attempt(run_dir, attempt)
-        _truncate_jsonl(run_dir / "train_log.jsonl", start)
-        _truncate_jsonl(run_dir / "val_log.jsonl", start)
+        _truncate_jsonl(run_dir / "train_log.jsonl", t.start)
+        _truncate_jsonl(run_dir / "val_log.jsonl", t.start)
+    return run_data_hash
 
-    raw_model = model
-    if info.distributed:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
-            broadcast_buffers=False)  # prototypes are identical on all ranks by construction
 
-    dataset = SegmentationDataset.from_spec(cfg.data.root, spec, train=True, seed=cfg.run.seed)
+def _loaders(t: _Training) -> tuple[IterationBatchSampler, DataLoader, DataLoader]:
+    """The training sampler and loader from ``t.start`` on (data order: module docstring) and the
+    evaluation loader of the dataset's evaluation split."""
+    cfg, info, t_cfg = t.cfg, t.info, t.cfg.train
+    dataset = SegmentationDataset.from_spec(cfg.data.root, t.spec, train=True, seed=cfg.run.seed)
     if not cfg.data.photometric:
-        import dataclasses
-
         dataset.pipeline = dataclasses.replace(dataset.pipeline, photometric=False)
     sampler = IterationBatchSampler(len(dataset), global_batch=t_cfg.batch_size, grad_accum=t_cfg.grad_accum,
                                     rank=info.rank, world_size=info.world_size, seed=cfg.run.seed,
-                                    start=start, total=t_cfg.iters)
-    loader = DataLoader(_EpochItems(dataset), batch_sampler=sampler, num_workers=cfg.data.num_workers,
-                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.run.seed))
-    eval_loader = build_eval_loader(cfg.data.root, spec, spec.eval_split, num_workers=0, rank=info.rank,
+                                    start=t.start, total=t_cfg.iters)
+    loader = DataLoader(EpochItems(dataset), batch_sampler=sampler, num_workers=cfg.data.num_workers,
+                        pin_memory=info.device.type == "cuda",
+                        generator=torch.Generator().manual_seed(cfg.run.seed))
+    eval_loader = build_eval_loader(cfg.data.root, t.spec, t.spec.eval_split, num_workers=0, rank=info.rank,
                                     world_size=info.world_size)
+    return sampler, loader, eval_loader
 
+
+class Checkpointer:
+    """The run's checkpoints (written by rank 0; every rank gives its RNG state): periodic ones with
+    everything a resume needs, pruned to ``train.keep_ckpts``, and ``final.pt`` as
+    ``train.final_ckpt`` says. ``last_saved``: the iteration of the newest one written."""
+
+    def __init__(self, t: _Training, sampler: IterationBatchSampler, data_hash: str):
+        self.t, self.sampler, self.data_hash = t, sampler, data_hash
+        self.dir = t.cfg.run_dir / "checkpoints"
+        self.last_saved = -1
+
+    def save(self, iteration: int, name: str | None = None) -> None:
+        t = self.t
+        rngs = gather_objects(ckpt_lib.rng_state(), t.info)
+        if t.info.is_main and name == "final.pt" and t.cfg.train.final_ckpt != "full":
+            self._save_weights(iteration, name)
+        elif t.info.is_main:
+            ckpt_lib.save_atomic({
+                "format": ckpt_lib.FORMAT_VERSION, "iteration": iteration, "model": t.raw_model.state_dict(),
+                "optimizer": t.optimizer.state_dict(), "scheduler": t.scheduler.state_dict(),
+                "scaler": t.scaler.state_dict(), "rng": rngs, "data_position": self.sampler.position(iteration),
+                "config": t.cfg_dict, "world_size": t.info.world_size, "data_hash": self.data_hash,
+            }, self.dir / (name or ckpt_lib.checkpoint_name(iteration)))
+            if name is None:
+                ckpt_lib.prune_checkpoints(self.dir, t.cfg.train.keep_ckpts)
+        self.last_saved = iteration
+
+    def _save_weights(self, iteration: int, name: str) -> None:
+        """A weights-only final checkpoint; the finished run needs no resume state."""
+        t = self.t
+        state = t.raw_model.state_dict()
+        if t.cfg.train.final_ckpt == "weights_fp16":
+            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        ckpt_lib.save_atomic({"format": ckpt_lib.FORMAT_VERSION, "iteration": iteration, "model": state,
+                              "config": t.cfg_dict, "world_size": t.info.world_size}, self.dir / name)
+        for p in ckpt_lib.list_checkpoints(self.dir):
+            if p.name != name:
+                p.unlink(missing_ok=True)
+
+
+def _loop(t: _Training, sampler: IterationBatchSampler, loader: DataLoader, eval_loader: DataLoader,
+          ckpt: Checkpointer) -> None:
+    """Iterations ``t.start`` .. ``train.iters``: step, log, periodic checkpoint and validation; a
+    signal stops after the iteration with a checkpoint (``Interrupted`` / ``Preempted``)."""
+    t_cfg, info = t.cfg.train, t.info
     flag = _SignalFlag().install()
     fault_at = int(os.environ.get(FAULT_SIGKILL_ENV, "-1"))
-    bar = None
-    if info.is_main and t_cfg.progress and sys.stderr.isatty():  # not a terminal (a log file): lines below
-        from tqdm import tqdm
-
-        bar = tqdm(total=t_cfg.iters, initial=start, desc=cfg.run.name, dynamic_ncols=True, file=sys.stderr)
+    log = _TrainLog(t.cfg, info, sampler, t.start)
     data_iter = iter(loader)
-    sums: dict[str, float] = {}
-    n_sum, t_last, it_last = 0, time.perf_counter(), start
-    last_saved = -1
-
-    def save(iteration: int, name: str | None = None) -> None:
-        nonlocal last_saved
-        rngs = gather_objects(ckpt_lib.rng_state(), info)
-        if info.is_main and name == "final.pt" and t_cfg.final_ckpt != "full":
-            state = raw_model.state_dict()
-            if t_cfg.final_ckpt == "weights_fp16":
-                state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-            ckpt_lib.save_atomic({"format": ckpt_lib.FORMAT_VERSION, "iteration": iteration,
-                                  "model": state, "config": cfg_dict,
-                                  "world_size": info.world_size}, ckpt_dir / name)
-            for p in ckpt_lib.list_checkpoints(ckpt_dir):  # the finished run needs no resume state
-                if p.name != "final.pt":
-                    p.unlink(missing_ok=True)
-        elif info.is_main:
-            ckpt_lib.save_atomic({
-                "format": ckpt_lib.FORMAT_VERSION, "iteration": iteration, "model": raw_model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "rng": rngs, "data_position": sampler.position(iteration),
-                "config": cfg_dict, "world_size": info.world_size, "data_hash": run_data_hash,
-            }, ckpt_dir / (name or ckpt_lib.checkpoint_name(iteration)))
-            if name is None:
-                ckpt_lib.prune_checkpoints(ckpt_dir, t_cfg.keep_ckpts)
-        last_saved = iteration
-
     try:
-        for it in range(start, t_cfg.iters):
-            model.train()
-            step_terms: dict[str, float] = {}
-            for a in range(t_cfg.grad_accum):
-                batch = next(data_iter)
-                images = batch["image"].to(device, non_blocking=True)
-                labels = batch["label"].to(device, non_blocking=True)
-                sync = (contextlib.nullcontext() if not info.distributed or a == t_cfg.grad_accum - 1
-                        else model.no_sync())
-                with sync:
-                    with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                        out = model(images, labels)
-                        terms = compute_losses(out, labels, ignore_index=spec.ignore_index,
-                                               aux_weight=cfg.model.aux_loss_weight,
-                                               align_corners=cfg.model.align_corners,
-                                               reduction=t_cfg.loss_reduction, info=info,
-                                               class_weight=class_weight)
-                    bad = _first_nonfinite(terms, info)
-                    if bad is not None:
-                        raise NonFiniteLossError(it, bad, float(terms[bad].detach().float().mean()))
-                    scaler.scale(terms["total"] / t_cfg.grad_accum).backward()
-                for k, v in terms.items():
-                    step_terms[k] = step_terms.get(k, 0.0) + float(v.detach()) / t_cfg.grad_accum
-            if it == fault_at:
-                os.kill(os.getpid(), signal.SIGKILL)
-            if t_cfg.max_grad_norm > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(raw_model.parameters(), t_cfg.max_grad_norm)
-            lr = optimizer.param_groups[0]["lr"]
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
+        for it in range(t.start, t_cfg.iters):
+            step_terms, lr = _step(t, data_iter, it, fault_at)
             done = it + 1
-
-            for k, v in step_terms.items():
-                sums[k] = sums.get(k, 0.0) + v
-            n_sum += 1
-            if done % t_cfg.log_interval == 0 or done == t_cfg.iters:
-                now = time.perf_counter()
-                ips = (done - it_last) * t_cfg.batch_size / max(now - t_last, 1e-9)
-                row = {"iter": done, "lr": lr, **{k: v / n_sum for k, v in sums.items()}, "img_per_s": ips,
-                       "epoch": sampler.position(done)["epoch"]}
-                if info.is_main:
-                    _append_jsonl(run_dir / "train_log.jsonl", row)
-                    if bar is None:  # one progress line per log_interval (logs, SLURM output)
-                        terms_text = " ".join(f"{k} {v / n_sum:.4g}" for k, v in sums.items())
-                        print(f"{cfg.run.name} iter {done}/{t_cfg.iters} {terms_text} lr {lr:.3g} "
-                              f"{ips:.1f} img/s", file=sys.stderr, flush=True)
-                    else:
-                        bar.set_postfix({k: f"{v / n_sum:.4g}" for k, v in sums.items()} |
-                                        {"lr": f"{lr:.3g}", "img/s": f"{ips:.1f}"}, refresh=False)
-                sums, n_sum, t_last, it_last = {}, 0, now, done
-            if bar is not None:
-                bar.update(1)
-
+            log.add(done, step_terms, lr)
             if done % t_cfg.ckpt_interval == 0 and done < t_cfg.iters:
-                save(done)
+                ckpt.save(done)
             if t_cfg.val_interval and done % t_cfg.val_interval == 0 and done < t_cfg.iters:
-                m = evaluate_model(raw_model, eval_loader, spec, device=device, amp_dtype=amp_dtype)
+                m = evaluate_model(t.raw_model, eval_loader, t.spec, device=info.device, amp_dtype=t.amp_dtype)
                 if info.is_main:
-                    _append_jsonl(run_dir / "val_log.jsonl", {"iter": done, "mIoU": m["mIoU"], "aAcc": m["aAcc"],
-                                                              "mAcc": m["mAcc"]})
+                    _append_jsonl(t.cfg.run_dir / "val_log.jsonl", {"iter": done, "mIoU": m["mIoU"],
+                                                                    "aAcc": m["aAcc"], "mAcc": m["mAcc"]})
             if all_reduce_max(float(flag.signum), info) > 0:
                 signum = flag.signum or signal.SIGTERM
-                if last_saved != done:
-                    save(done)
+                if ckpt.last_saved != done:
+                    ckpt.save(done)
                 if signum == signal.SIGINT:
                     raise Interrupted(done)
                 requeued = requeue() if info.is_main else False
                 raise Preempted(done, signum, requeued)
     finally:
         flag.restore()
-        if bar is not None:
-            bar.close()
+        log.close()
 
-    if start < t_cfg.iters or not (ckpt_dir / "final.pt").is_file():
-        save(t_cfg.iters, "final.pt")
+
+def _step(t: _Training, data_iter, it: int, fault_at: int) -> tuple[dict[str, float], float]:
+    """One iteration: the losses (``compute_losses``) of ``train.grad_accum`` micro-batches, then one
+    optimizer and schedule step. Returns the iteration's mean loss terms and the lr it used."""
+    t_cfg, info, device, model = t.cfg.train, t.info, t.info.device, t.model
+    model.train()
+    step_terms: dict[str, float] = {}
+    for a in range(t_cfg.grad_accum):
+        batch = next(data_iter)
+        images = batch["image"].to(device, non_blocking=True)
+        labels = batch["label"].to(device, non_blocking=True)
+        sync = (contextlib.nullcontext() if not info.distributed or a == t_cfg.grad_accum - 1
+                else model.no_sync())
+        with sync:
+            with torch.autocast(device_type=device.type, dtype=t.amp_dtype, enabled=t.amp_dtype is not None):
+                out = model(images, labels)
+                terms = compute_losses(out, labels, ignore_index=t.spec.ignore_index,
+                                       aux_weight=t.cfg.model.aux_loss_weight,
+                                       align_corners=t.cfg.model.align_corners,
+                                       reduction=t_cfg.loss_reduction, info=info, class_weight=t.class_weight)
+            bad = _first_nonfinite(terms, info)
+            if bad is not None:
+                raise NonFiniteLossError(it, bad, float(terms[bad].detach().float().mean()))
+            t.scaler.scale(terms["total"] / t_cfg.grad_accum).backward()
+        for k, v in terms.items():
+            step_terms[k] = step_terms.get(k, 0.0) + float(v.detach()) / t_cfg.grad_accum
+    if it == fault_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if t_cfg.max_grad_norm > 0:
+        t.scaler.unscale_(t.optimizer)
+        torch.nn.utils.clip_grad_norm_(t.raw_model.parameters(), t_cfg.max_grad_norm)
+    lr = t.optimizer.param_groups[0]["lr"]
+    t.scaler.step(t.optimizer)
+    t.scaler.update()
+    t.optimizer.zero_grad(set_to_none=True)
+    t.scheduler.step()
+    return step_terms, lr
+
+
+class _TrainLog:
+    """Means of the loss terms over each ``log_interval``: a ``train_log.jsonl`` row and a progress
+    line (a tqdm bar on a terminal) on rank 0."""
+
+    def __init__(self, cfg: RunConfig, info: DistInfo, sampler: IterationBatchSampler, start: int):
+        self.cfg, self.info, self.sampler = cfg, info, sampler
+        self.sums: dict[str, float] = {}
+        self.n, self.t_last, self.it_last = 0, time.perf_counter(), start
+        self.bar = None
+        if info.is_main and cfg.train.progress and sys.stderr.isatty():  # not a terminal (a log file): lines
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=cfg.train.iters, initial=start, desc=cfg.run.name, dynamic_ncols=True,
+                            file=sys.stderr)
+
+    def add(self, done: int, step_terms: dict[str, float], lr: float) -> None:
+        t_cfg = self.cfg.train
+        for k, v in step_terms.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.n += 1
+        if done % t_cfg.log_interval == 0 or done == t_cfg.iters:
+            self._write(done, lr)
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def _write(self, done: int, lr: float) -> None:
+        t_cfg, n = self.cfg.train, self.n
+        now_s = time.perf_counter()
+        ips = (done - self.it_last) * t_cfg.batch_size / max(now_s - self.t_last, 1e-9)
+        row = {"iter": done, "lr": lr, **{k: v / n for k, v in self.sums.items()}, "img_per_s": ips,
+               "epoch": self.sampler.position(done)["epoch"]}
+        if self.info.is_main:
+            _append_jsonl(self.cfg.run_dir / "train_log.jsonl", row)
+            if self.bar is None:  # one progress line per log_interval (logs, SLURM output)
+                terms_text = " ".join(f"{k} {v / n:.4g}" for k, v in self.sums.items())
+                print(f"{self.cfg.run.name} iter {done}/{t_cfg.iters} {terms_text} lr {lr:.3g} "
+                      f"{ips:.1f} img/s", file=sys.stderr, flush=True)
+            else:
+                self.bar.set_postfix({k: f"{v / n:.4g}" for k, v in self.sums.items()} |
+                                     {"lr": f"{lr:.3g}", "img/s": f"{ips:.1f}"}, refresh=False)
+        self.sums, self.n, self.t_last, self.it_last = {}, 0, now_s, done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _finish(t: _Training, eval_loader: DataLoader, ckpt: Checkpointer) -> dict[str, Any]:
+    """``final.pt``, the final evaluation (``metrics.json`` and the other outputs) and ``finished``."""
+    t_cfg, info, run_dir = t.cfg.train, t.info, t.cfg.run_dir
+    if t.start < t_cfg.iters or not (ckpt.dir / "final.pt").is_file():
+        ckpt.save(t_cfg.iters, "final.pt")
     metrics: dict[str, Any] = {}
     if t_cfg.final_eval:
-        metrics = evaluate_model(raw_model, eval_loader, spec, device=device, amp_dtype=amp_dtype)
+        metrics = evaluate_model(t.raw_model, eval_loader, t.spec, device=info.device, amp_dtype=t.amp_dtype)
         if info.is_main:
-            write_eval_outputs(run_dir, metrics, spec.class_names, extra={
-                "iteration": t_cfg.iters, "split": spec.eval_split, "dataset": spec.name,
-                "checkpoint": str(ckpt_dir / "final.pt"), "seed": cfg.run.seed})
+            write_eval_outputs(run_dir, metrics, t.spec.class_names, extra={
+                "iteration": t_cfg.iters, "split": t.spec.eval_split, "dataset": t.spec.name,
+                "checkpoint": str(ckpt.dir / "final.pt"), "seed": t.cfg.run.seed})
     if info.is_main:
-        _record_finished(run_dir)
+        record_finished(run_dir)
     return metrics

@@ -13,7 +13,7 @@ Public names (equation numbers are the paper's):
   ``average_across_ranks`` (the release's DDP reduction).
 - ``prototype_learning`` and ``StepResult``: clustering, update and PPC/PPD for one batch.
 """
-from .config import DIFFERENCES, OFFICIAL, PAPER, MethodConfig
+from protoseg.config.method import DIFFERENCES, OFFICIAL, PAPER, MethodConfig
 from .losses import LossTerm, ce_loss, ppc_loss, ppd_loss, total_loss
 from .similarity import PrototypeScores, class_scores, nearest_prototype, prototype_scores, similarity
 from .sinkhorn import segment_logsumexp, sinkhorn, sinkhorn_batched

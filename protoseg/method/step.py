@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .config import MethodConfig
+from protoseg.config.method import MethodConfig
 from .losses import ppc_loss, ppd_loss
 from .similarity import PrototypeScores
 from .sinkhorn import sinkhorn_batched

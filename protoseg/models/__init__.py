@@ -11,7 +11,7 @@ from protoseg._compat import ensure_torchvision_importable
 ensure_torchvision_importable()  # before anything imports timm or transformers
 
 from .builder import build_decoder, build_head, build_model  # noqa: E402
-from .config import HEADS, ModelConfig  # noqa: E402
+from protoseg.config.model import HEADS, ModelConfig  # noqa: E402
 from .params import count_parameters, parameter_breakdown  # noqa: E402
 from .segmentor import SegmentationModel, SegmentationOutput  # noqa: E402
 

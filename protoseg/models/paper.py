@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import ModelConfig
+from protoseg.config import ModelConfig
 
 PARAM_TOLERANCE_M = 0.05  # recipes.md: a model built here must match the paper within 0.05M
 DATASET_CLASSES: dict[str, int] = {"ade20k": 150, "cityscapes": 19, "coco_stuff": 171}

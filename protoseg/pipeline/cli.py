@@ -1,15 +1,16 @@
 """Subcommands ``experiments``, ``tables``, ``compare-results`` and ``figures`` (registered in
 ``protoseg/cli.py``).
 
-``protoseg experiments list|config|train|log-mlflow|params|dvc-yaml`` expose the experiment list to
+``protoseg experiments list|config|log-mlflow|params|dvc-yaml`` expose the experiment list to
 Snakemake, DVC and users; ``protoseg tables`` and ``protoseg figures`` build ``results/``. The
-Snakemake rules and DVC stages call exactly these commands. Help texts are plain text (no RST).
+Snakemake rules and DVC stages call exactly these commands; a run of the list is trained by the
+public ``protoseg train --config <runs_dir>/<scale>/<key>/run.yaml`` (written by
+``experiments config KEY --out``). Help texts are plain text (no RST).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -17,16 +18,16 @@ import yaml
 
 
 def _plan(args):
-    from .experiments import build_plan, load_pipeline_config
+    from protoseg.config.pipeline import PipelineConfigError, parse_seeds
+
+    from .experiments import ExperimentError, build_plan, load_pipeline_config
 
     overrides = {"scale": getattr(args, "scale", None), "runs_dir": getattr(args, "runs_dir", None)}
     if getattr(args, "seeds", None):
-        from .experiments import ExperimentError
-
         try:
-            overrides["seeds"] = [int(s) for s in args.seeds.split(",")]
-        except ValueError:
-            raise ExperimentError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+            overrides["seeds"] = parse_seeds(args.seeds, "--seeds")
+        except PipelineConfigError as err:
+            raise ExperimentError(str(err)) from None
     pcfg = load_pipeline_config(args.pipeline_config, overrides)
     return pcfg, build_plan(pcfg)
 
@@ -49,137 +50,31 @@ def _list(args) -> int:
 
 
 def _config(args) -> int:
-    _, plan = _plan(args)
-    if args.key not in plan.runs:
-        print(f"error: no run {args.key!r} at scale {plan.scale}", file=sys.stderr)
-        return 2
-    text = yaml.safe_dump(plan.run_config(args.key, args.seed), sort_keys=False)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+    """Print (or write with ``--out``) the engine config of run KEY, or of the pre-training run of
+    ``--pretrain BACKBONE``. ``--out`` writes atomically and leaves an unchanged file alone (its
+    modification time too), so rewriting it never makes a workflow retrain."""
+    from protoseg.atomic_io import write_bytes_atomic
+
+    from .experiments import ExperimentError, load_scale, pretrain_config
+
+    pcfg, plan = _plan(args)
+    if (args.key is None) == (args.pretrain is None):
+        raise ExperimentError("experiments config: give a run KEY (protoseg experiments list) or --pretrain BACKBONE")
+    if args.pretrain is not None:
+        cfg = pretrain_config(load_scale(plan.scale, pcfg.get("scales_dir", "configs/scales")), args.pretrain)
+    elif args.key not in plan.runs:
+        raise ExperimentError(f"no run {args.key!r} at scale {plan.scale} (protoseg experiments list)")
     else:
+        cfg = plan.run_config(args.key, args.seed)
+    text = yaml.safe_dump(cfg, sort_keys=False)
+    if not args.out:
         print(text, end="")
+        return 0
+    out = Path(args.out)
+    if not (out.is_file() and out.read_bytes() == text.encode()):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(out, text.encode())
     return 0
-
-
-EXIT_RECORD = "last_exit.json"  # the exit status of the job's latest attempt (rank 0)
-RETRYABLE = (75,)  # preempted after a checkpoint; a process killed outright leaves no record
-
-
-def _exit_status(err: BaseException) -> int:
-    """The status ``protoseg.cli.main`` gives an exception escaping a subcommand."""
-    from protoseg.cli import EXIT_INTERRUPTED, classify_os_error, user_error_types
-
-    if isinstance(err, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
-    if isinstance(err, OSError):
-        return classify_os_error(err)[0]
-    if isinstance(err, SystemExit):
-        return err.code if isinstance(err.code, int) else 1
-    return 2 if isinstance(err, user_error_types()) else 1
-
-
-def _pretrain(args) -> int:
-    """Pre-train ``args.backbone`` (``protoseg train`` on the composed config), then export it."""
-    from protoseg.engine.cli import _train as engine_train
-    from protoseg.engine.export import export_backbone
-    from protoseg.pipeline.experiments import ExperimentError, load_scale, pretrain_config, pretrained_path
-
-    pcfg, _ = _plan(args)
-    scale = load_scale(pcfg["scale"], pcfg.get("scales_dir", "configs/scales"))
-    try:
-        cfg = pretrain_config(scale, args.backbone)
-    except ExperimentError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    run_dir = Path(cfg["run"]["output_dir"]) / cfg["run"]["name"]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "run.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    code = engine_train(argparse.Namespace(config=str(path), overrides=[], resume="auto",
-                                           allow_data_change=False))
-    if code:
-        return code
-    export_backbone(run_dir / "checkpoints" / "final.pt", pretrained_path(scale, args.backbone))
-    return 0
-
-
-def _train(args) -> int:
-    """Compose the run's config and hand it to the engine (same exit statuses as ``protoseg train``).
-
-    ``--attempt N`` (the workflow's retry counter): the exit status of each attempt is recorded in
-    ``<run>/last_exit.json``; attempt N > 1 runs only if attempt N-1 exited 75 (preempted after a
-    checkpoint) or left no record (killed: node failure, out of memory). Any other failure would
-    repeat, so the retry stops at once with the same status. Snakemake has no per-status retry;
-    this is it."""
-    from protoseg.atomic_io import write_json_atomic
-    from protoseg.engine.cli import _train as engine_train
-
-    _, plan = _plan(args)
-    if args.key not in plan.runs:
-        print(f"error: no run {args.key!r} at scale {plan.scale}", file=sys.stderr)
-        return 2
-    cfg = plan.run_config(args.key, args.seed)
-    run_dir = Path(plan.run_dir(args.key, args.seed))
-    record = run_dir / EXIT_RECORD
-    if args.attempt > 1 and record.is_file():
-        try:
-            prev = json.loads(record.read_text())
-        except ValueError:
-            prev = {}
-        code = prev.get("exit") if isinstance(prev, dict) else None
-        if isinstance(code, int) and code not in RETRYABLE and code != 0:
-            print(f"error: not retrying run {args.key} seed {args.seed} (attempt {args.attempt}): attempt "
-                  f"{prev.get('attempt')} exited with status {code}, a failure a retry would repeat (only 75, "
-                  "preemption, and a killed process are retried); fix the cause and run the workflow again; "
-                  "see docs/errors.md", file=sys.stderr)
-            return code
-    main_rank = os.environ.get("RANK", "0") == "0"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if main_rank:
-        record.unlink(missing_ok=True)  # killed from here on: no record, the retry runs
-    path = run_dir / "run.yaml"  # the composed (unresolved) config; the engine writes config.yaml
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    if main_rank:
-        write_json_atomic(run_dir / "machine.json", machine_description())
-    ns = argparse.Namespace(config=str(path), overrides=list(args.overrides), resume=args.resume,
-                            allow_data_change=args.allow_data_change)
-    code = 1
-    try:
-        code = engine_train(ns)
-    except BaseException as err:
-        code = _exit_status(err)
-        raise
-    finally:
-        if main_rank:
-            write_json_atomic(record, {"attempt": args.attempt, "exit": code})
-    return code
-
-
-def machine_description() -> dict:
-    """The machine a run trains on (the tables' ``machine`` column): CPU model and cores, GPU names,
-    the thread count; floats drift between machines (docs/pipeline.md, compare-results)."""
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpus = []
-    try:
-        import torch
-
-        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except Exception:  # noqa: BLE001 - no CUDA build or driver: no GPUs
-        pass
-    threads = os.environ.get("OMP_NUM_THREADS", "unset")
-    desc = f"{cpu} ({os.cpu_count()} cores, OMP_NUM_THREADS={threads})" + (f"; {len(gpus)}x {gpus[0]}" if gpus else "")
-    return {"description": desc, "cpu": cpu, "cpu_count": os.cpu_count(), "gpus": gpus,
-            "omp_num_threads": threads, "platform": platform.platform()}
 
 
 def _log_mlflow(args) -> int:
@@ -290,8 +185,8 @@ def _common(p: argparse.ArgumentParser, *, tables: bool = False) -> None:
         p.add_argument("--tables", nargs="+", help="only the entries of these tables (keys of the list)")
 
 
-def add_parser(subparsers) -> None:
-    ex = subparsers.add_parser("experiments", help="the experiment list: runs, configs, training, MLflow, DVC",
+def _add_experiments_parser(subparsers) -> None:
+    ex = subparsers.add_parser("experiments", help="the experiment list: runs, their configs, MLflow, DVC",
                                description="Expose configs/experiments.yaml at a scale as deduplicated runs.")
     sub = ex.add_subparsers(dest="experiments_command", metavar="ACTION")
 
@@ -301,36 +196,18 @@ def add_parser(subparsers) -> None:
     p.add_argument("--format", choices=("keys", "dirs", "json"), default="keys")
     p.set_defaults(func=_list)
 
-    p = sub.add_parser("config", help="print (or --out) the engine config of a run and seed",
-                       description="Print (or write with --out) the full engine config of run KEY and a seed.")
+    p = sub.add_parser("config", help="print (or --out) the engine config of a run (what Snakemake and DVC "
+                       "write as <runs_dir>/<scale>/<key>/run.yaml)",
+                       description="Print (or write with --out) the engine config of run KEY and a seed, or of "
+                                   "the pre-training run of --pretrain BACKBONE. Train it with protoseg train "
+                                   "--config FILE --resume auto (seed S: add run.seed=S run.name=KEY/sS). --out "
+                                   "leaves an unchanged file untouched.")
     _common(p)
-    p.add_argument("key")
+    p.add_argument("key", nargs="?", help="a run key (protoseg experiments list)")
+    p.add_argument("--pretrain", metavar="BACKBONE", help="the scale's pre-training run of BACKBONE instead")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out")
     p.set_defaults(func=_config)
-
-    p = sub.add_parser("train", help="train a run of the list (what Snakemake and DVC run)",
-                       description="Train run KEY of the experiment list for one seed, in <runs_dir>/<scale>/<key>/s<seed>/. "
-                                   "This is the command the pipeline runs for the paper's experiments; protoseg train trains "
-                                   "a config file of your own. Exit 75: preempted, retry with --resume auto.")
-    _common(p)
-    p.add_argument("key")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", metavar="auto|CKPT")
-    p.add_argument("--allow-data-change", action="store_true",
-                   help="resume although the prepared data changed (recorded in run_info.json)")
-    p.add_argument("--attempt", type=int, default=1,
-                   help="the workflow's attempt number: attempt > 1 runs only after exit 75 or a kill")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="engine overrides (paths, workers)")
-    p.set_defaults(func=_train)
-
-    p = sub.add_parser("pretrain", help="pre-train a backbone once on the scale's pre-training set and "
-                       "export it (what Snakemake and DVC run)",
-                       description="Train a softmax model on the scale's pre-training twin, then write its "
-                       "backbone to the file every run of that backbone fine-tunes from.")
-    p.add_argument("backbone")
-    _common(p)
-    p.set_defaults(func=_pretrain)
 
     p = sub.add_parser("log-mlflow", help="log every (entry, seed) of finished runs into MLflow (what Snakemake runs)",
                        description="Log every (entry, seed) of the finished runs of the list into MLflow (idempotent). "
@@ -354,6 +231,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--check", action="store_true")
     p.set_defaults(func=_dvc_yaml)
 
+
+def add_parser(subparsers) -> None:
+    _add_experiments_parser(subparsers)
     t = subparsers.add_parser("tables", help="results/tables/<table>.{md,csv,tex} from the runs' metrics files",
                               description="Build the reproduced tables (Markdown, CSV, LaTeX) from the runs' metrics.json and run_info.json: "
                                           "paper value, mean, std and per-seed values, parameter check and provenance per row.")

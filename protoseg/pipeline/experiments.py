@@ -6,30 +6,28 @@ expands every entry, composes its engine config at the scale, and groups entries
 config is identical into one run, keyed by a hash of that config (``run_key``). A run is trained
 once per seed, in ``<runs_dir>/<scale>/<key>/s<seed>/``.
 
-Pure Python (yaml, hashlib): Snakemake imports this module while parsing the workflow, so it must
-not import torch.
+Pure Python (yaml, hashlib, ``protoseg.config``): Snakemake imports this module while parsing the
+workflow, so it must not import torch (``tests/test_architecture_pipeline.py`` checks).
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import hashlib
-import importlib.util
 import json
-import sys
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from protoseg.config.datasets import DATASET_IGNORE_INDEX
+from protoseg.config.method import VARIANTS
+from protoseg.config.model import HEADS, PROTOTYPE_HEADS
+from protoseg.config.pipeline import RUN_CONFIG, PipelineConfigError, parse_seeds
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PIPELINE_CONFIG = "configs/pipeline.yaml"
-HEADS = ("softmax", "learnable_prototypes", "prototype")
-PROTOTYPE_HEADS = ("learnable_prototypes", "prototype")
-# label ignore values other than 255 (shared/spec/datasets.md); the prototype head must use the same
-IGNORE_INDEX = {"ade20k-full": 65535}
 
 
 class ExperimentError(ValueError):
@@ -84,6 +82,15 @@ class Plan:
 
     def run_dir(self, key: str, seed: int) -> str:
         return f"{self.runs_dir}/{self.scale}/{key}/s{seed}"
+
+    def config_path(self, key: str) -> str:
+        """``<runs_dir>/<scale>/<key>/run.yaml``: the engine config of run ``key`` (seed 0; a seed S
+        trains it with the overrides ``seed_overrides(key, S)``)."""
+        return f"{self.runs_dir}/{self.scale}/{key}/{RUN_CONFIG}"
+
+    def seed_overrides(self, key: str, seed: int) -> list[str]:
+        """The ``key=value`` overrides that train ``config_path(key)`` as seed ``seed``."""
+        return [f"run.seed={int(seed)}", f"run.name={key}/s{int(seed)}"]
 
     def keys_for_tables(self, tables) -> list[str]:
         tables = set(tables)
@@ -148,10 +155,10 @@ def load_pipeline_config(path: str | Path | None = None, overrides: dict | None 
     cfg.update({k: v for k, v in (overrides or {}).items() if v is not None})
     if cfg.get("scale") not in ("mini", "paper"):
         raise ExperimentError(f"pipeline config: scale={cfg.get('scale')!r}: expected mini or paper")
-    seeds = cfg.get("seeds", [0])  # an int n means seeds 0..n-1
-    if isinstance(seeds, int):
-        seeds = list(range(seeds))
-    cfg["seeds"] = [int(s) for s in seeds]
+    try:
+        cfg["seeds"] = parse_seeds(cfg.get("seeds", [0]))  # an int n means seeds 0..n-1
+    except PipelineConfigError as err:
+        raise ExperimentError(f"pipeline config: {err}") from None
     return cfg
 
 
@@ -222,19 +229,9 @@ def _merge_sections(recipe: dict, options: dict, where: str) -> dict:
     return out
 
 
-@lru_cache(maxsize=1)
 def _method_presets() -> dict[str, dict]:
-    """The MethodConfig presets as plain dicts, read from protoseg/method/config.py without importing
-    the package (whose __init__ imports torch)."""
-    path = Path(__file__).resolve().parents[1] / "method" / "config.py"
-    spec = importlib.util.spec_from_file_location("_protoseg_method_config", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
-    try:
-        spec.loader.exec_module(mod)
-    finally:
-        sys.modules.pop(spec.name, None)
-    return {name: dataclasses.asdict(cfg) for name, cfg in mod.VARIANTS.items()}
+    """The MethodConfig presets (``protoseg.config.method.VARIANTS``) as plain dicts."""
+    return {name: dataclasses.asdict(cfg) for name, cfg in VARIANTS.items()}
 
 
 def compose(entry: Entry, scale: dict) -> dict:
@@ -254,8 +251,8 @@ def compose(entry: Entry, scale: dict) -> dict:
     if entry.head == "prototype":
         preset = _method_presets()[entry.variant]
         method = dict(entry.method)
-        if entry.dataset in IGNORE_INDEX:
-            method.setdefault("ignore_index", IGNORE_INDEX[entry.dataset])
+        if entry.dataset in DATASET_IGNORE_INDEX:  # the head must ignore what the labels mark unlabelled
+            method.setdefault("ignore_index", DATASET_IGNORE_INDEX[entry.dataset])
         unknown = sorted(set(method) - set(preset))
         if unknown:
             raise ExperimentError(f"{where}: unknown method key(s) {unknown}")

@@ -3,7 +3,7 @@ the delta, parameter counts (paper vs ours, with a per-row match flag) and the p
 (code commit, data hash, torch, device and machine), as Markdown, CSV and LaTeX.
 
 Read only from the runs' ``metrics.json`` and ``run_info.json`` files (the engine's source of truth),
-``machine.json`` (written by ``protoseg experiments train``) and the parameter counts file
+``machine.json`` (written by ``protoseg train``) and the parameter counts file
 (``protoseg experiments params``); built with pandas.
 """
 from __future__ import annotations

@@ -1,5 +1,7 @@
 # Shared helpers: the validated config, the experiment plan (configs/experiments.yaml at the chosen
 # scale, deduplicated into runs by protoseg/pipeline/experiments.py) and the paths of every step.
+import hashlib
+import json
 import os
 import shlex
 import sys
@@ -9,19 +11,13 @@ from snakemake.utils import min_version, validate
 
 min_version("8.20")
 
-def _seeds(value):
-    """`seeds` as a list of ints: --config seeds=3 means [0, 1, 2]; seeds=[0,2] arrives as strings."""
-    if isinstance(value, int):
-        return list(range(value))
-    if isinstance(value, str):
-        value = [v for v in value.strip("[]").split(",") if v.strip()]
-    return [int(v) for v in value]
-
-
-config["seeds"] = _seeds(config.get("seeds", [0]))
-validate(config, schema="../schemas/config.schema.yaml")
 sys.path.insert(0, str(Path(workflow.basedir)))  # the repo's protoseg package, even without an install
-from protoseg.pipeline.experiments import build_plan, load_pipeline_config, load_scale  # noqa: E402  (pure Python, no torch)
+# pure Python, no torch (tests/test_architecture_pipeline.py)
+from protoseg.config.pipeline import MINI_RAW_DIR, parse_seeds, root_pattern  # noqa: E402
+from protoseg.pipeline.experiments import build_plan, load_pipeline_config, load_scale, pretrain_config  # noqa: E402
+
+config["seeds"] = parse_seeds(config.get("seeds", [0]))  # --config seeds=3 means [0, 1, 2]
+validate(config, schema="../schemas/config.schema.yaml")
 
 SCALE = config["scale"]
 PLAN = build_plan(load_pipeline_config(None, {}) | dict(config))
@@ -36,6 +32,11 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get(
 SEEDS_ARG = ",".join(str(s) for s in SEEDS)
 # config-derived values reach a shell quoted: here with shlex.quote, in the rules with {x:q}
 COMMON_ARGS = shlex.join(["--scale", SCALE, "--seeds", SEEDS_ARG, "--runs-dir", str(config["runs_dir"])])
+CONFIG_ARGS = shlex.join(["--scale", SCALE, "--runs-dir", str(config["runs_dir"])])  # run configs: all seeds
+# prepared roots: configs/scales/<scale>.yaml `data.roots`, one <prefix>/{dataset} pattern (the data rules)
+ROOTS = SCALE_CFG["data"]["roots"]
+DATA_ROOT = root_pattern(ROOTS, f"{config['scales_dir']}/{SCALE}.yaml: data.roots")
+PRE = SCALE_CFG.get("pretrain") or {}  # the scale's pre-training stage (mini); none at the paper scale
 
 wildcard_constraints:
     key="[0-9a-f]{12}",
@@ -45,7 +46,21 @@ wildcard_constraints:
 
 def data_marker(dataset):
     """meta.json of a prepared root: written last by `protoseg prepare`, so it means 'complete'."""
-    return f"{SCALE_CFG['data']['roots'][dataset]}/meta.json"
+    return f"{ROOTS[dataset]}/meta.json"
+
+
+def digest(cfg):
+    """16 hex digits of an engine config (a rule param: a changed config re-runs the job although its
+    run.yaml input is ancient(), i.e. restored by `dvc pull` without its modification time)."""
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_config_digest(key):
+    return digest(PLAN.run_config(key, 0))
+
+
+def pretrain_config_digest(backbone):
+    return digest(pretrain_config(SCALE_CFG, backbone))
 
 
 def run_metrics(keys, seeds=None):

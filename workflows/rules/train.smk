@@ -1,7 +1,26 @@
 # Training and evaluation of one run (a deduplicated experiment) and seed.
+# A run's engine config is a file, RUNS/<key>/run.yaml (rule run_config: `protoseg experiments config
+# KEY --out`), the input of its train jobs, which run the public `protoseg train --config run.yaml
+# --resume auto` (seed S: the overrides run.seed=S run.name=<key>/sS) - the command a user types.
+# run.yaml is ancient() (dvc pull restores it without its modification time); the config's digest is a
+# param instead, so a changed config re-trains.
 # Declared outputs are only the final checkpoint and metrics: Snakemake deletes the outputs of a
 # failed job, while the periodic checkpoints (the resumable state) stay in the run folder, and a
 # retried or requeued job continues from them (`--resume auto`).
+
+localrules: run_config
+
+
+rule run_config:
+    """The engine config of run `key` (all its seeds). `--out` leaves an unchanged file alone."""
+    output:
+        f"{RUNS}/{{key}}/run.yaml",
+    params:
+        config=lambda wc: run_config_digest(wc.key),
+    log:
+        f"logs/{SCALE}/run_config/{{key}}.log",
+    shell:
+        "{PS} experiments config {wildcards.key:q} {CONFIG_ARGS} --out {output:q} > {log:q} 2>&1"
 
 
 def _train_resources():
@@ -25,32 +44,55 @@ def _train_resources():
     return out
 
 
-if SCALE_CFG.get("pretrain"):  # scales with a pre-training stage (mini); the paper scale uses ImageNet weights
+if PRE:  # scales with a pre-training stage (mini); the paper scale uses ImageNet weights
+
+    localrules: pretrain_config
+
+    rule pretrain_config:
+        """The engine config of the pre-training run of `backbone`."""
+        output:
+            f"{PRE['runs_dir']}/pretrain/{{backbone}}/run.yaml",
+        params:
+            config=lambda wc: pretrain_config_digest(wc.backbone),
+        wildcard_constraints:
+            backbone="[a-z0-9_]+",
+        log:
+            f"logs/{SCALE}/run_config/pretrain_{{backbone}}.log",
+        shell:
+            "{PS} experiments config --pretrain {wildcards.backbone:q} {CONFIG_ARGS} --out {output:q} > {log:q} 2>&1"
 
     rule pretrain:
         """One pre-training run per backbone on the scale's pre-training twin (the stand-in for ImageNet
         weights), exported as the backbone file every run of that backbone fine-tunes from."""
         input:
-            data=ancient(f"{SCALE_CFG['pretrain']['root']}/meta.json"),
+            config=ancient(f"{PRE['runs_dir']}/pretrain/{{backbone}}/run.yaml"),
+            data=ancient(f"{PRE['root']}/meta.json"),
         output:
-            f"{SCALE_CFG['pretrain']['dir']}/{{backbone}}.pt",
+            f"{PRE['dir']}/{{backbone}}.pt",
+        params:
+            ckpt=lambda wc: f"{PRE['runs_dir']}/pretrain/{wc.backbone}/checkpoints/final.pt",
+            config=lambda wc: pretrain_config_digest(wc.backbone),
+        wildcard_constraints:
+            backbone="[a-z0-9_]+",
         log:
             f"logs/{SCALE}/pretrain/{{backbone}}.log",
         benchmark:
             f"logs/{SCALE}/benchmarks/pretrain/{{backbone}}.tsv"
         threads: 1
         shell:
-            "OMP_NUM_THREADS={threads} {PS} experiments pretrain {wildcards.backbone:q} {COMMON_ARGS} > {log:q} 2>&1"
+            "(OMP_NUM_THREADS={threads} {PS} train --config {input.config:q} --resume auto && "
+            "{PS} export-backbone {params.ckpt:q} {output:q}) > {log:q} 2>&1"
 
 
 def pretrained_input(wc):
     """The backbone file a run fine-tunes from (none when the scale has no pre-training stage)."""
     path = PLAN.runs[wc.key].config["model"].get("pretrained")
-    return [ancient(path)] if path and SCALE_CFG.get("pretrain") else []
+    return [ancient(path)] if path and PRE else []
 
 
 rule train:
     input:
+        config=ancient(f"{RUNS}/{{key}}/run.yaml"),
         data=lambda wc: ancient(data_marker(PLAN.runs[wc.key].dataset)),
         pretrained=pretrained_input,
     output:
@@ -59,6 +101,8 @@ rule train:
     params:
         launcher=lambda wc: launcher(wc.key),
         threads_env=lambda wc, threads: f"OMP_NUM_THREADS={max(1, threads // max(1, int(res(wc.key, 'gpu') or 0)))}",
+        seed=lambda wc: shlex.join(PLAN.seed_overrides(wc.key, int(wc.seed))),
+        config=lambda wc: run_config_digest(wc.key),
     log:
         f"logs/{SCALE}/train/{{key}}_s{{seed}}.log",
     benchmark:
@@ -71,8 +115,8 @@ rule train:
     # (a config error, NaN loss, disk full) stop at once with that status (docs/errors.md).
     retries: 3
     shell:
-        "{params.threads_env} {params.launcher} experiments train {wildcards.key:q} --seed {wildcards.seed:q} "
-        "{COMMON_ARGS} --resume auto --attempt {resources.attempt} >> {log:q} 2>&1"
+        "{params.threads_env} {params.launcher} train --config {input.config:q} --resume auto "
+        "--attempt {resources.attempt} {params.seed} >> {log:q} 2>&1"
 
 
 rule evaluate:

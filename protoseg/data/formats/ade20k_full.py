@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from protoseg.config.datasets import WIDE_IGNORE_INDEX
 from protoseg.data.classes import read_table
 from protoseg.data.errors import DataError
 from protoseg.data.formats.base import Format, Sample, pair
 from protoseg.data.image_io import apply_lut, decode_image
 
-IGNORE = 65535
+IGNORE = WIDE_IGNORE_INDEX
 NUM_CATEGORIES = 3688  # categories of the 2021_17_01 release; larger decoded ids are corrupt labels
 INDEX_FILE = "index_ade20k.pkl"
 SEG_SUFFIX = "_seg.png"

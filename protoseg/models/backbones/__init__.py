@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from protoseg.config.model import BACKBONE_DEFAULTS, BACKBONE_NAMES, backbone_family
+
 from .base import Backbone
 from .hrnet import HRNetV2
 from .mit import MIT_DEPTHS, MiT, mit_config
@@ -18,9 +20,10 @@ def build_backbone(name: str, *, pretrained: str | None = None, window_size: int
                    drop_path_rate: float | None = None, img_size: int = 512) -> Backbone:
     """The backbone called ``name`` (a key of ``BACKBONES``).
 
-    ``window_size`` applies to Swin only (default 7), ``drop_path_rate`` to Swin (default 0.3) and MiT
-    (default 0.1); giving either to a family without it is an error. ``pretrained`` may be a backbone
-    file of ``protoseg convert-checkpoint`` (``weights.py``): built at random, then loaded strictly.
+    ``window_size`` applies to Swin only, ``drop_path_rate`` to Swin and MiT (defaults:
+    ``protoseg.config.model.BACKBONE_DEFAULTS``); giving either to a family without it is an error.
+    ``pretrained`` may be a backbone file of ``protoseg convert-checkpoint`` (``weights.py``): built at
+    random, then loaded strictly.
     """
     if name not in BACKBONES:
         raise ValueError(f"backbone={name!r}: expected one of {', '.join(BACKBONES)}")
@@ -30,21 +33,18 @@ def build_backbone(name: str, *, pretrained: str | None = None, window_size: int
     if drop_path_rate is not None and family not in ("swin", "mit"):
         raise ValueError(f"drop_path_rate={drop_path_rate!r} applies to Swin and MiT only, not backbone={name!r}")
     converted = read_backbone_file(pretrained) if pretrained not in (None, "hub") else None
-    kwargs: dict = {"pretrained": None if converted is not None else pretrained}
+    kwargs: dict = {"pretrained": None if converted is not None else pretrained,
+                    **BACKBONE_DEFAULTS.get(family, {})}
+    if window_size is not None:
+        kwargs["window_size"] = window_size
+    if drop_path_rate is not None:
+        kwargs["drop_path_rate"] = drop_path_rate
     if family == "swin":
-        kwargs.update(window_size=7 if window_size is None else window_size, img_size=img_size,
-                      drop_path_rate=0.3 if drop_path_rate is None else drop_path_rate)
-    elif family == "mit":
-        kwargs.update(drop_path_rate=0.1 if drop_path_rate is None else drop_path_rate)
+        kwargs["img_size"] = img_size
     backbone = BACKBONES[name](**kwargs)
     if converted is not None:
         load_backbone_file(backbone, name, converted, pretrained)
     return backbone
-
-
-def backbone_family(name: str) -> str:
-    """``"resnet"``, ``"hrnet"``, ``"swin"`` or ``"mit"``."""
-    return name.split("_")[0].rstrip("0123456789")
 
 
 BACKBONES: dict[str, Callable[..., Backbone]] = {
@@ -58,6 +58,8 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
     "swin_base": lambda **kw: Swin(size="base", **kw),
     **{f"mit_{v}": (lambda v: lambda **kw: MiT(variant=v, **kw))(v) for v in MIT_DEPTHS},
 }
+if tuple(BACKBONES) != BACKBONE_NAMES:  # the names live in protoseg/config/model.py (torch-free validation)
+    raise ImportError(f"BACKBONES {tuple(BACKBONES)} differ from protoseg.config.model.BACKBONE_NAMES")
 
 __all__ = ["BACKBONES", "Backbone", "HRNetV2", "MiT", "ResNetV1c", "Swin", "backbone_family",
            "build_backbone", "mit_config"]

@@ -2,6 +2,8 @@
 
 ``None`` fields take the construction that matches the paper for the chosen backbone;
 ``ModelConfig.resolved()`` fills them in, so a run can record the exact model it built.
+Pure Python (no torch): the names of the backbones, decoders and heads and the backbone defaults
+live here, and ``protoseg.models`` maps the same names to builders.
 """
 from __future__ import annotations
 
@@ -9,10 +11,19 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from protoseg.method import MethodConfig
+from .method import MethodConfig
 
 HEADS: tuple[str, ...] = ("softmax", "pixel_query", "learnable_prototypes", "prototype")
+PROTOTYPE_HEADS: tuple[str, ...] = ("learnable_prototypes", "prototype")  # the heads with K per class
 DECODER_NAMES: tuple[str, ...] = ("fcn", "hrnet", "mlp", "upernet")
+MIT_VARIANTS: tuple[str, ...] = ("b0", "b1", "b2", "b3", "b4", "b5")
+# every backbone name; protoseg.models.backbones.BACKBONES maps each to its builder
+BACKBONE_NAMES: tuple[str, ...] = ("resnet18", "resnet50", "resnet101", "hrnet_w18_small", "hrnet_w18",
+                                   "hrnet_w48", "swin_tiny", "swin_base",
+                                   *(f"mit_{v}" for v in MIT_VARIANTS))
+# per family: the defaults of the family-only options (ModelConfig.resolved and build_backbone)
+BACKBONE_DEFAULTS: dict[str, dict[str, Any]] = {"swin": {"window_size": 7, "drop_path_rate": 0.3},
+                                                "mit": {"drop_path_rate": 0.1}}
 
 # backbone family -> decoder that reproduces the paper's row (Swin: see docs/models.md, the 90.6M finding)
 DEFAULT_DECODER: dict[str, str] = {"resnet": "fcn", "hrnet": "hrnet", "swin": "mlp", "mit": "mlp"}
@@ -73,9 +84,7 @@ class ModelConfig:
     align_corners: bool | None = None
 
     def __post_init__(self) -> None:
-        from .backbones import BACKBONES  # late: the backbones import timm
-
-        _choice("backbone", self.backbone, tuple(BACKBONES))
+        _choice("backbone", self.backbone, BACKBONE_NAMES)
         _choice("head", self.head, HEADS)
         if self.decoder is not None:
             _choice("decoder", self.decoder, DECODER_NAMES)
@@ -100,14 +109,13 @@ class ModelConfig:
 
     @property
     def family(self) -> str:
-        from .backbones import backbone_family
-
         return backbone_family(self.backbone)
 
     def resolved(self) -> "ModelConfig":
         """This config with every ``None`` default replaced by the construction it stands for
         (``decoder_channels`` of the hrnet decoder stays ``None``: the backbone's branch sum)."""
         family = self.family
+        defaults = BACKBONE_DEFAULTS.get(family, {})
         decoder = self.decoder or DEFAULT_DECODER[family]
         small = self.backbone in SMALL_BACKBONES
         channels = self.decoder_channels
@@ -125,9 +133,9 @@ class ModelConfig:
             method=method,
             align_corners=(self.align_corners if self.align_corners is not None
                            else bool(method is not None and self.head == "prototype" and method.align_corners)),
-            window_size=(self.window_size or 7) if family == "swin" else self.window_size,
+            window_size=(self.window_size or defaults["window_size"]) if family == "swin" else self.window_size,
             drop_path_rate=(self.drop_path_rate if self.drop_path_rate is not None
-                            else {"swin": 0.3, "mit": 0.1}.get(family)),
+                            else defaults.get("drop_path_rate")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,6 +157,11 @@ class ModelConfig:
             method = dict(method)
             data["method"] = MethodConfig.for_variant(method.pop("variant", "paper"), **method)
         return cls(**data)
+
+
+def backbone_family(name: str) -> str:
+    """``"resnet"``, ``"hrnet"``, ``"swin"`` or ``"mit"``."""
+    return name.split("_")[0].rstrip("0123456789")
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -3,7 +3,7 @@
 A config file (YAML) has five sections; every key is optional and has the default below::
 
     run:      name, output_dir, seed
-    model:    the fields of ``protoseg.models.ModelConfig`` (``num_classes`` defaults to the dataset's)
+    model:    the fields of ``protoseg.config.ModelConfig`` (``num_classes`` defaults to the dataset's)
     data:     DataConfig  (dataset, root, mini, sizes overriding the recipe, loader workers)
     optim:    OptimConfig (sgd | adamw, lr, weight decay, head lr multiplier, poly + warm-up)
     train:    TrainConfig (iterations, global batch, accumulation, AMP, intervals, determinism)
@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .model import ModelConfig
 
 
 class ConfigError(ValueError):
@@ -148,7 +150,7 @@ SECTIONS: dict[str, type] = {"run": RunSection, "data": DataConfig, "optim": Opt
 @dataclass(frozen=True)
 class RunConfig:
     run: RunSection
-    model: Any  # protoseg.models.ModelConfig (resolved)
+    model: ModelConfig  # resolved
     data: DataConfig
     optim: OptimConfig
     train: TrainConfig
@@ -219,6 +221,26 @@ class RunConfig:
             _require(all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
                          for w in d.class_weight) and (n is None or len(d.class_weight) == n),
                      source, "data.class_weight", d.class_weight, f"{n} non-negative numbers (one per class)")
+
+    def check_data(self):
+        """Validate the config against its prepared data (before anything of a run is written): a
+        complete root (``meta.json``), the dataset's class count and ignore value. Returns the
+        ``DatasetSpec`` (``dataset_spec``)."""
+        spec = self.dataset_spec()
+        root = self.data.root
+        if not root:
+            raise ConfigError("data.root is empty: give the prepared root (data.root=/path/to/prepared)")
+        if not (Path(root) / "meta.json").is_file():
+            raise ConfigError(f"data.root={root}: not a complete prepared root (meta.json missing: "
+                              "preparation never finished or failed); run `protoseg prepare` first")
+        if self.model.num_classes != spec.num_classes:
+            raise ConfigError(f"model.num_classes={self.model.num_classes} but dataset {spec.name!r} has "
+                              f"{spec.num_classes} classes")
+        method = self.model.method
+        if method is not None and method.ignore_index != spec.ignore_index:
+            raise ConfigError(f"model.method.ignore_index={method.ignore_index} but dataset "
+                              f"{spec.name!r} uses {spec.ignore_index}")
+        return spec
 
     def dataset_spec(self):
         """The ``DatasetSpec`` of the data section, with its size overrides applied."""
@@ -334,8 +356,6 @@ def _same_kind(value: Any, default: Any) -> bool:
 
 
 def _model_config(raw: Any, data: DataConfig, source: str):
-    from protoseg.models import ModelConfig
-
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: model: expected a mapping")
     raw = dict(raw)

@@ -1,0 +1,17 @@
+"""Dataset facts that configs need without the data package: the label ignore values.
+
+The prepared labels mark unlabelled pixels with 255 (8-bit PNGs), except ADE20K-Full, whose 847
+classes need 16-bit labels and use 65535 (shared/spec/datasets.md). ``protoseg.data`` (specs, the
+ADE20K-Full format and its top-N ranking) and the experiment plan (the prototype head's
+``method.ignore_index``) read the values here.
+"""
+from __future__ import annotations
+
+IGNORE_INDEX = 255  # unlabelled pixels of 8-bit labels
+WIDE_IGNORE_INDEX = 65535  # unlabelled pixels of 16-bit labels (ADE20K-Full)
+DATASET_IGNORE_INDEX: dict[str, int] = {"ade20k-full": WIDE_IGNORE_INDEX}  # datasets not at 255
+
+
+def ignore_index(dataset: str) -> int:
+    """The ignore value of ``dataset``'s prepared labels."""
+    return DATASET_IGNORE_INDEX.get(dataset, IGNORE_INDEX)
