@@ -141,8 +141,8 @@ def dvc_yaml(plan: Plan, pcfg: dict) -> str:
         "cmd": f"protoseg experiments log-mlflow {common} "
                f"--tracking-uri {mlflow.get('tracking_uri', 'sqlite:///mlruns/mlflow.db')} "
                f"--artifact-root {mlflow.get('artifact_root', 'mlruns/artifacts')} "
-               f"--out logs/{plan.scale}/mlflow_logged.json",
-        "deps": [plan.run_dir(k, s) for k in plan.runs for s in plan.seeds],
+               f"--claims {results}/tables/claims.csv --out logs/{plan.scale}/mlflow_logged.json",
+        "deps": [plan.run_dir(k, s) for k in plan.runs for s in plan.seeds] + [f"{results}/tables/claims.csv"],
         "outs": [{f"logs/{plan.scale}/mlflow_logged.json": {"cache": False}}],
     }
     table_csvs = [f"{results}/tables/{s}.csv" for s in stems]

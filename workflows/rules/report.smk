@@ -25,9 +25,11 @@ rule params:
 
 
 rule log_mlflow:
-    """One serial writer: every (entry, seed) of the finished runs into MLflow (idempotent)."""
+    """One serial writer: every (entry, seed) of the finished runs, and every row of the claims table,
+    into MLflow (idempotent; a changed row replaces its MLflow run)."""
     input:
-        ancient(run_metrics(list(PLAN.runs))),
+        metrics=ancient(run_metrics(list(PLAN.runs))),
+        claims=ancient(f"{RESULTS}/tables/claims.csv"),
     output:
         f"logs/{SCALE}/mlflow_logged.json",
     params:
@@ -40,7 +42,7 @@ rule log_mlflow:
         f"logs/{SCALE}/benchmarks/log_mlflow.tsv"
     shell:
         "{PS} experiments log-mlflow {COMMON_ARGS} --tracking-uri {params.uri:q} --artifact-root {params.root:q} "
-        "--out {output:q} > {log:q} 2>&1"
+        "--claims {input.claims:q} --out {output:q} > {log:q} 2>&1"
 
 
 def table_outputs(names):
