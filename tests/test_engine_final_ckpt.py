@@ -14,6 +14,7 @@ def root(tmp_path_factory):
     return make_root(tmp_path_factory.mktemp("data"))
 
 
+@pytest.mark.slow
 def test_weights_only_final_checkpoint_and_progress_lines(root, tmp_path):
     cfg = tiny_config(root, tmp_path / "runs", train={"final_ckpt": "weights", "keep_ckpts": 0, "log_interval": 2})
     path = write_config(cfg, tmp_path / "c.yaml")

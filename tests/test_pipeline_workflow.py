@@ -95,6 +95,7 @@ def test_train_rule_resources_for_slurm(tmp_path):
     assert "--resume auto" in out
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_mini_smoke_end_to_end(tmp_path):
     work = _copy_pipeline(tmp_path / "w")
@@ -111,6 +112,7 @@ def test_dvc_yaml_is_generated_from_the_experiment_list():
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_dvc_repro_push_clone_pull_then_snakemake_has_nothing_to_do(tmp_path):
     work = _copy_pipeline(tmp_path / "a")
