@@ -187,6 +187,10 @@ def _log_mlflow(args) -> int:
 
     _, plan = _plan(args)
     keys = plan.keys_for_tables(args.tables) if args.tables else list(plan.runs)
+    if args.claims:  # a missing or malformed claims table fails before anything is logged
+        from .claims_tracking import read_claims_csv
+
+        read_claims_csv(args.claims)
     results = log_plan_runs(plan, keys, tracking_uri=args.tracking_uri, artifact_root=args.artifact_root)
     counts: dict[str, int] = {}
     for r in results:
