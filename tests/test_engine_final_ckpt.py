@@ -45,6 +45,7 @@ def test_final_ckpt_value_is_checked(root, tmp_path):
     assert proc.returncode != 0 and "train.final_ckpt" in proc.stderr and "full, weights or weights_fp16" in proc.stderr
 
 
+@pytest.mark.slow
 def test_fp16_weights_load_back_into_the_model(root, tmp_path):
     from protoseg.engine.predict import load_run
 
