@@ -173,6 +173,7 @@ def root(tmp_path_factory):
     return make_root(tmp_path_factory.mktemp("cs_mini"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig,code,words", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 75, "SIGTERM")])
 def test_signals(sig, code, words, root, tmp_path):
     cfg = tiny_config(root, tmp_path, train={"iters": 100000, "ckpt_interval": 100000})

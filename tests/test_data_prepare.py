@@ -71,6 +71,7 @@ def test_prepare_and_check(prepared, name):
     assert len(seen - {ignore}) >= min(NUM_CLASSES[name], 19) - 1
 
 
+@pytest.mark.slow
 def test_twins_are_deterministic_by_seed(tmp_path):
     for name in ("ade20k", "cityscapes"):
         make_mini(name, tmp_path / f"{name}-a", seed=3)

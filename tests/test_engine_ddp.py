@@ -23,6 +23,7 @@ def root(tmp_path_factory):
     return make_root(tmp_path_factory.mktemp("cs_mini_ddp"))
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one_process(root, tmp_path):
     common = dict(model={"dropout": 0.0, "drop_path_rate": 0.0},
                   train={"iters": 3, "batch_size": 2, "ckpt_interval": 100, "final_eval": True})

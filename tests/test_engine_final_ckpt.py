@@ -14,6 +14,7 @@ def root(tmp_path_factory):
     return make_root(tmp_path_factory.mktemp("data"))
 
 
+@pytest.mark.slow
 def test_weights_only_final_checkpoint_and_progress_lines(root, tmp_path):
     cfg = tiny_config(root, tmp_path / "runs", train={"final_ckpt": "weights", "keep_ckpts": 0, "log_interval": 2})
     path = write_config(cfg, tmp_path / "c.yaml")
@@ -44,6 +45,7 @@ def test_final_ckpt_value_is_checked(root, tmp_path):
     assert proc.returncode != 0 and "train.final_ckpt" in proc.stderr and "full, weights or weights_fp16" in proc.stderr
 
 
+@pytest.mark.slow
 def test_fp16_weights_load_back_into_the_model(root, tmp_path):
     from protoseg.engine.predict import load_run
 

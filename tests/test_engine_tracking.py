@@ -90,6 +90,7 @@ def test_incomplete_run_is_replaced(tmp_path):
     assert alive[0].data.tags[COMPLETE_TAG] == "true" and half.info.run_id != res[0]["run_id"]
 
 
+@pytest.mark.slow
 def test_16_concurrent_loggers_lose_nothing(tmp_path):
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     art = tmp_path / "store" / "artifacts"

@@ -110,6 +110,7 @@ def test_nan_guard_names_iteration_and_term_and_keeps_last_checkpoint(root, tmp_
     assert ckpt_lib.load_checkpoint(ckdir / "iter_00000002.pt")["iteration"] == 2
 
 
+@pytest.mark.slow
 def test_sigusr1_writes_checkpoint_and_exits_with_retry_status_and_requeues_in_slurm(root, tmp_path):
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()

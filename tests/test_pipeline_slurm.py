@@ -53,7 +53,7 @@ def _cluster_state() -> str | None:
 
 
 _WHY_NOT = _cluster_state()
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 needs_cluster = pytest.mark.skipif(
     _WHY_NOT is not None, reason=f"SLURM cluster not up ({_WHY_NOT}); start the local one with "
                                  "`sudo bash scripts/slurm/start-local-cluster.sh` (docs/slurm.md)")

@@ -66,6 +66,7 @@ def _snakemake(cwd, *args, **kw):
     return _run([BIN / "snakemake", *args], cwd, **kw)
 
 
+@pytest.mark.slow
 def test_dry_run_tables_lists_every_run(tmp_path):
     work = _copy_pipeline(tmp_path / "w")
     out = _snakemake(work, "-n", "tables", "--config", "seeds=[0,1]").stdout
@@ -85,6 +86,7 @@ def test_dry_run_tables_lists_every_run(tmp_path):
     assert paper["prepare"] == 4 and "make_mini" not in paper and paper["train"] == 88
 
 
+@pytest.mark.slow
 def test_train_rule_resources_for_slurm(tmp_path):
     """Paper scale: 4 GPUs in ONE task, torchrun launching 4 processes, retries for preemption."""
     work = _copy_pipeline(tmp_path / "w")
@@ -97,6 +99,7 @@ def test_train_rule_resources_for_slurm(tmp_path):
     assert "--resume auto" in out
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_mini_smoke_end_to_end(tmp_path):
     work = _copy_pipeline(tmp_path / "w")
@@ -113,6 +116,7 @@ def test_dvc_yaml_is_generated_from_the_experiment_list():
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_dvc_repro_push_clone_pull_then_snakemake_has_nothing_to_do(tmp_path):
     work = _copy_pipeline(tmp_path / "a")

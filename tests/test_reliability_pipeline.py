@@ -67,8 +67,11 @@ def test_every_rule_command_quotes_config_values(tmp_path):
         words = shlex.split(cmd)
         assert "PWNED" not in words and "touch" not in words, cmd  # no word escaped its quotes
     joined = [shlex.split(c) for c in commands]
-    train = next(w for w in joined if "train" in w)
-    assert train[train.index("--runs-dir") + 1] == runs
+    config = next(w for w in joined if w[:3] == ["protoseg", "experiments", "config"])
+    assert config[config.index("--runs-dir") + 1] == runs
+    train = next(w for w in joined if "train" in w and "--config" in w)
+    assert train[train.index("--config") + 1] == config[config.index("--out") + 1]
+    assert train[train.index("--config") + 1].startswith(f"{runs}/mini/")
     params = next(w for w in joined if "params" in w)
     assert params[params.index("--out") + 1] == f"{results}/params_mini.json"
     smoke = next(w for w in joined if "tables" in w)

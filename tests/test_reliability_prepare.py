@@ -97,6 +97,7 @@ def _has_userns() -> bool:
         ["unshare", "-rm", "true"], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _has_userns(), reason="needs unshare -rm (a private mount of a tiny tmpfs)")
 @pytest.mark.parametrize("opts,word", [("size=64k", "ENOSPC"), ("ro", "EROFS")])
 def test_environment_faults_are_exit_74_naming_the_file(src, tmp_path, opts, word):

@@ -111,6 +111,7 @@ def _has_userns() -> bool:
         ["unshare", "-rm", "true"], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _has_userns(), reason="needs unshare -rm (a private mount of a tiny tmpfs)")
 def test_disk_full_while_checkpointing_is_one_line_exit_74(root, tmp_path):
     """A REAL full disk: the checkpoint folder is a 256 KiB tmpfs in a private mount namespace."""

@@ -36,6 +36,7 @@ def test_lut_is_the_cityscapes_label_map() -> None:
     assert (label_to_train_lut()[lut[:19]] == np.arange(19)).all()
 
 
+@pytest.mark.slow
 def test_submission_round_trips_to_the_predictions(root, tmp_path) -> None:
     from protoseg.data.dataset import SegmentationDataset
     from protoseg.evaluation.inference import inference

@@ -69,14 +69,14 @@ def default_artifact_root() -> Path:
     return REPO / "mlruns" / "artifacts"
 
 
-def _lock_path(uri: str, artifact_root: Path) -> Path:
+def lock_path(uri: str, artifact_root: Path) -> Path:
     if uri.startswith("sqlite:///"):
         return Path(uri[len("sqlite:///"):]).with_suffix(".lock")
     return artifact_root / ".protoseg-mlflow.lock"
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
@@ -267,7 +267,7 @@ def log_items(items: list[dict], *, tracking_uri: str | None = None,
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     root.mkdir(parents=True, exist_ok=True)
-    with _locked(_lock_path(uri, root)):
+    with locked(lock_path(uri, root)):
         client = MlflowClient(tracking_uri=uri)
         return [log_run(client, item, root) for item in items]
 

@@ -82,13 +82,25 @@ def _log_mlflow(args) -> int:
 
     _, plan = _plan(args)
     keys = plan.keys_for_tables(args.tables) if args.tables else list(plan.runs)
+    if args.claims:  # a missing or malformed claims table fails before anything is logged
+        from .claims_tracking import read_claims_csv
+
+        read_claims_csv(args.claims)
     results = log_plan_runs(plan, keys, tracking_uri=args.tracking_uri, artifact_root=args.artifact_root)
     counts: dict[str, int] = {}
     for r in results:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
+    claims: list[dict] = []
+    if args.claims:  # the claims table's rows, from the CSV `protoseg claims` wrote
+        from .claims_tracking import log_claims
+
+        claims = log_claims(args.claims, scale=plan.scale, tracking_uri=args.tracking_uri,
+                            artifact_root=args.artifact_root)
+        for r in claims:
+            counts[f"claims_{r['status']}"] = counts.get(f"claims_{r['status']}", 0) + 1
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+        Path(args.out).write_text(json.dumps(results + claims, indent=1) + "\n")
     print(json.dumps(counts))
     return 0
 
@@ -215,6 +227,8 @@ def _add_experiments_parser(subparsers) -> None:
     _common(p, tables=True)
     p.add_argument("--tracking-uri")
     p.add_argument("--artifact-root")
+    p.add_argument("--claims", metavar="CSV",
+                   help="also log each row of this claims table (protoseg claims) as a run of experiment <scale>/claims")
     p.add_argument("--out", help="write the per-run results (JSON) here")
     p.set_defaults(func=_log_mlflow)
 

@@ -206,8 +206,9 @@ def _final_stages(ctx: _Context, tables: list[str]) -> None:
     ctx.stages["mlflow"] = {  # as the Snakemake rule log_mlflow
         "cmd": (f"protoseg experiments log-mlflow {ctx.common} "
                 f"--tracking-uri {q(mlflow.get('tracking_uri', 'sqlite:///mlruns/mlflow.db'))} "
-                f"--artifact-root {q(mlflow.get('artifact_root', 'mlruns/artifacts'))} --out {q(marker)}"),
-        "deps": ctx.run_dirs(plan.runs),
+                f"--artifact-root {q(mlflow.get('artifact_root', 'mlruns/artifacts'))} "
+                f"--claims {q(results + '/tables/claims.csv')} --out {q(marker)}"),
+        "deps": ctx.run_dirs(plan.runs) + [f"{results}/tables/claims.csv"],
         "outs": [{marker: {"cache": False}}],
     }
     stems = list(dict.fromkeys("table5" if t.startswith("table5") else t for t in tables))

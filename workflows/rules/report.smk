@@ -3,6 +3,9 @@
 # re-runs its consumers). Every value from the config reaches the shell quoted ({x:q}, COMMON_ARGS).
 # PLAN_DIGEST (a param): an edit of the experiment list or the paper values (tracking sections, run
 # keys) re-runs the tables and the MLflow logging, so both follow it and agree.
+# Console: the rules reading many run folders carry a one-line `message:` (Snakemake then prints it
+# instead of the job's input list); their commands name no run folder (they read the plan). The
+# `Reason:` line still lists the inputs a job just made; `snakemake --quiet reason` hides it.
 import hashlib as _hashlib
 import json as _json
 
@@ -25,9 +28,13 @@ rule params:
 
 
 rule log_mlflow:
-    """One serial writer: every (entry, seed) of the finished runs into MLflow (idempotent)."""
+    """One serial writer: every (entry, seed) of the finished runs, and every row of the claims table,
+    into MLflow (idempotent; a changed row replaces its MLflow run)."""
     input:
-        ancient(run_metrics(list(PLAN.runs))),
+        metrics=ancient(run_metrics(list(PLAN.runs))),
+        claims=ancient(f"{RESULTS}/tables/claims.csv"),
+    message:
+        f"MLflow: {len(PLAN.runs) * len(SEEDS)} run folder(s) and the claims table into " "{params.uri} (log: {log})"
     output:
         f"logs/{SCALE}/mlflow_logged.json",
     params:
@@ -40,7 +47,7 @@ rule log_mlflow:
         f"logs/{SCALE}/benchmarks/log_mlflow.tsv"
     shell:
         "{PS} experiments log-mlflow {COMMON_ARGS} --tracking-uri {params.uri:q} --artifact-root {params.root:q} "
-        "--out {output:q} > {log:q} 2>&1"
+        "--claims {input.claims:q} --out {output:q} > {log:q} 2>&1"
 
 
 def table_outputs(names):
@@ -56,6 +63,8 @@ rule build_tables:
     input:
         metrics=ancient(run_metrics(table_keys(config["tables"]))),
         params=ancient(f"{RESULTS}/params_{SCALE}.json"),
+    message:
+        f"Tables: {len(table_files(config['tables']))} table(s) from {len(table_keys(config['tables'])) * len(SEEDS)} run folder(s) " "into {params.out} (log: {log})"
     output:
         table_outputs(config["tables"]),
     params:
@@ -74,6 +83,8 @@ rule build_tables:
 rule build_claims:
     input:
         metrics=ancient(run_metrics(table_keys(config["tables"]))),
+    message:
+        f"Claims table from {len(table_keys(config['tables'])) * len(SEEDS)} run folder(s): " "{output[0]}, {output[1]} (log: {log})"
     output:
         f"{RESULTS}/tables/claims.md",
         f"{RESULTS}/tables/claims.csv",
@@ -89,6 +100,8 @@ rule build_claims:
 rule build_diagnostics_figure:
     input:
         metrics=ancient(run_metrics(table_keys(["table5b", "discrepancy"]))),
+    message:
+        f"Prototype diagnostics figure from {len(table_keys(['table5b', 'discrepancy'])) * len(SEEDS)} run folder(s): " "{output} (log: {log})"
     output:
         f"{RESULTS}/figures/prototype_diagnostics.png",
     params:
@@ -105,6 +118,8 @@ rule build_figures:
         metrics=ancient(run_metrics(table_keys(["table2", "table4"]))),
         ckpt=ancient(f"{RUNS}/{PLAN.entry_run['t2-ours-b4']}/s{SEEDS[0]}/checkpoints/final.pt"),
         params=ancient(f"{RESULTS}/params_{SCALE}.json"),
+    message:
+        f"Figures (Table 4, Fig. 3, Fig. 5) from {len(table_keys(['table2', 'table4'])) * len(SEEDS)} run folder(s) " "into {params.out} (log: {log})"
     output:
         f"{RESULTS}/figures/table4_miou_params.png",
         f"{RESULTS}/figures/fig3_similarity.png",
