@@ -44,10 +44,13 @@ def test_data_rules_quote_config_paths(tmp_path):
     raw = tmp_path / f"raw {NASTY}" / "ADEChallengeData2016"
     make_mini("ade20k", raw, seed=0)
     (work / "extra.yaml").write_text(yaml.safe_dump({"paper_sources": {"ade20k": str(raw)}}))
-    proc = subprocess.run([str(BIN / "snakemake"), "data/prepared/ade20k/meta.json",
-                           "data/mini/prepared/coco-stuff-10k/meta.json", "-c1", "--configfile", "extra.yaml"],
-                          cwd=work, env=_env(), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the data rules are those of the scale (its data.roots): the paper root at scale=paper, the twin at mini
+    for target, scale in (("data/prepared/ade20k/meta.json", "paper"),
+                          ("data/mini/prepared/coco-stuff-10k/meta.json", "mini")):
+        proc = subprocess.run([str(BIN / "snakemake"), target, "-c1", "--configfile", "extra.yaml",
+                               "--config", f"scale={scale}"],
+                              cwd=work, env=_env(), capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
     assert (work / "data/prepared/ade20k/meta.json").is_file()
     assert (work / "data/mini/prepared/coco-stuff-10k/meta.json").is_file()
     assert not list(tmp_path.rglob("PWNED")), "a config value was run as a shell command"
