@@ -59,3 +59,18 @@ def test_a_folder_without_tables_is_a_clear_error(tmp_path, capsys):
     assert main(["compare-results", "--reference", str(tmp_path / "nothing"), "--ours", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "nothing/tables: no table CSV files (reference)" in err
+
+
+def test_the_claims_table_beside_the_row_tables_is_not_a_row_table(tmp_path):
+    """The main job writes claims.csv next to the tables; compare-results reads only the row tables."""
+    from protoseg.pipeline.claims import build_claims
+
+    values = {"t2-fcn-r101": [0.080, 0.082, 0.078], "t2-ours-r101": [0.050, 0.051, 0.049]}
+    ref = _tables(tmp_path, "ref", [0, 1, 2], values)
+    ours = _tables(tmp_path, "ours", [0, 1, 2], values)
+    plan = build_plan(scale="mini", seeds=[0, 1, 2], runs_dir=str(ours / "runs"))
+    build_claims(plan, out_dir=ours / "tables")
+    assert (ours / "tables" / "claims.csv").is_file()
+    rows = {r.row: r for r in compare(ref, ours)}
+    assert rows["FCN, ResNet-101"].verdict == "same"
+    assert {r.table for r in rows.values()} == {"table2"}
