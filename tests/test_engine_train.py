@@ -36,6 +36,7 @@ def _states_equal(a: dict, b: dict) -> list[str]:
     return [k for k in a if not torch.equal(a[k], b[k])]
 
 
+@pytest.mark.slow
 def test_train_writes_run_files_and_resume_after_sigkill_is_bitwise(root, tmp_path):
     # uninterrupted reference, in process
     ref_cfg = RunConfig.from_dict(tiny_config(root, tmp_path, "ref"))

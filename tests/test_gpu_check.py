@@ -45,6 +45,7 @@ def _checks(data: dict, prefix: str) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow
 def test_tiny_cpu_correctness_sections(gpu_check, tmp_path, one_thread):
     sections = "sinkhorn_dtypes,official_step,ddp_syncbn,amp,sinkhorn_speed,prototype_step,mini_run"
     rc = gpu_check.main(["--device", "cpu", "--tiny", "--iters", "3", "--sections", sections, "--out", str(tmp_path)])

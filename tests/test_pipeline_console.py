@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from protoseg.pipeline.experiments import build_plan, load_pipeline_config
@@ -37,6 +38,7 @@ def _dry_run(tmp_path: Path) -> str:
     return proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_report_rules_print_a_message_not_their_inputs(tmp_path):
     out = _dry_run(tmp_path)
     blocks = {}

@@ -57,6 +57,7 @@ def test_data_rules_quote_config_paths(tmp_path):
     assert (raw / "images").is_dir()  # the source is untouched
 
 
+@pytest.mark.slow
 def test_every_rule_command_quotes_config_values(tmp_path):
     work = _work(tmp_path)
     runs, results = f"runs {NASTY}", f"results {NASTY}"
