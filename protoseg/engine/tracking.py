@@ -245,6 +245,12 @@ def log_run(client, run: dict[str, Any], artifact_root: Path) -> dict[str, Any]:
             client.log_artifact(rid, str(p))
     client.log_batch(rid, tags=[RunTag(COMPLETE_TAG, "true")])
     client.set_terminated(rid, end_time=end_ms)
+    return retire_superseded(client, found, rid, out)
+
+
+def retire_superseded(client, found: list, rid: str, out: dict) -> dict:
+    """Soft-delete the runs ``found`` under the same key that run ``rid`` replaces (complete ones get
+    the superseded-by tag; half-logged ones are just deleted); record the outcome in ``out``."""
     replaced = []
     for r in found:  # superseded complete runs, and loggers that died half-way
         if r.data.tags.get(COMPLETE_TAG) == "true":

@@ -26,8 +26,8 @@ import math
 from pathlib import Path
 
 from protoseg.engine.tracking import (COMPLETE_TAG, CONTENT_TAG, KEY_TAG, SUPERSEDED_TAG, TrackingError,
-                                      lock_path, locked, default_artifact_root, default_tracking_uri,
-                                      repo_relative)
+                                      default_artifact_root, default_tracking_uri, lock_path, locked,
+                                      repo_relative, retire_superseded)
 
 from .claims import COLUMNS
 
@@ -99,16 +99,7 @@ def _log_row(client, exp_id: str, row: dict[str, str], found: list, source: Path
     metrics = [Metric(k, _number(row[k]), time_ms, 0) for k in METRICS if not math.isnan(_number(row[k]))]
     client.log_batch(rid, metrics=metrics, params=params, tags=[RunTag(COMPLETE_TAG, "true")])
     client.set_terminated(rid, end_time=time_ms)
-    replaced = []
-    for r in found:
-        if r.data.tags.get(COMPLETE_TAG) == "true":
-            client.set_tag(r.info.run_id, SUPERSEDED_TAG, rid)
-            replaced.append(r.info.run_id)
-        client.delete_run(r.info.run_id)
-    out.update(run_id=rid, status="replaced" if replaced else "logged")
-    if replaced:
-        out["replaced"] = replaced
-    return out
+    return retire_superseded(client, found, rid, out)
 
 
 def log_claims(claims_csv: str | Path, *, scale: str, tracking_uri: str | None = None,
