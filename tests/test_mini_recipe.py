@@ -53,6 +53,29 @@ def test_exported_backbone_loads_strictly_as_pretrained(trained, tmp_path):
         assert torch.equal(v, ck["model"][f"backbone.{k}"].to(v.dtype)), k
 
 
+def test_export_removes_the_checkpoint_only_after_writing(trained, tmp_path):
+    import shutil
+
+    from protoseg.engine.export import export_backbone
+
+    run_dir, _ = trained
+    ckpt = tmp_path / "final.pt"
+    shutil.copy(run_dir / "checkpoints" / "final.pt", ckpt)
+    want = torch.load(ckpt, map_location="cpu", weights_only=True)["model"]
+    out = export_backbone(ckpt, tmp_path / "mit_b0.pt", remove_checkpoint=True)
+    assert not ckpt.exists() and out.is_file()
+    got = torch.load(out, map_location="cpu", weights_only=True)
+    got = got.get("state_dict", got)
+    backbone = {k.removeprefix("backbone."): v for k, v in want.items() if k.startswith("backbone.")}
+    assert set(got) == set(backbone) and all(torch.equal(got[k], backbone[k].float()) for k in got)
+    # a file that is not a protoseg checkpoint is refused and left in place
+    bad = tmp_path / "notes.pt"
+    torch.save({"weights": torch.zeros(2)}, bad)
+    with pytest.raises(Exception):
+        export_backbone(bad, tmp_path / "x.pt", remove_checkpoint=True)
+    assert bad.is_file() and not (tmp_path / "x.pt").exists()
+
+
 def test_momentum_keeps_the_paper_horizon():
     # after the mini schedule, the initial prototypes keep the share the paper's schedule leaves
     for mu, paper, mini in ((0.999, 40000, 120), (0.99, 80000, 120), (0.9, 160000, 80)):

@@ -119,7 +119,7 @@ def _pretrain_stages(ctx: _Context) -> None:
             "deps": list(ctx.config_deps), "outs": [cfg_file]}
         ctx.stages[f"pretrain_{bb}"] = {
             "cmd": (f"OMP_NUM_THREADS=1 protoseg train --config {q(cfg_file)} --resume auto && protoseg "
-                    f"export-backbone {q(run_dir + '/checkpoints/final.pt')} {q(pretrained_path(ctx.scale, bb))}"),
+                    f"export-backbone --remove-checkpoint {q(run_dir + '/checkpoints/final.pt')} {q(pretrained_path(ctx.scale, bb))}"),
             "deps": [cfg_file, pre["root"]], "outs": [pretrained_path(ctx.scale, bb)]}
 
 

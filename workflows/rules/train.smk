@@ -81,7 +81,7 @@ if PRE:  # scales with a pre-training stage (mini); the paper scale uses ImageNe
         threads: 1
         shell:
             "(OMP_NUM_THREADS={threads} {PS} train --config {input.config:q} --resume auto && "
-            "{PS} export-backbone {params.ckpt:q} {output:q}) > {log:q} 2>&1"
+            "{PS} export-backbone --remove-checkpoint {params.ckpt:q} {output:q}) > {log:q} 2>&1"
 
 
 def pretrained_input(wc):
