@@ -188,7 +188,7 @@ def main(argv=None) -> int:
     ap.add_argument("--table", default="table2", help="the table whose rows are compared (default: %(default)s)")
     ap.add_argument("--out", default="docs/img/mlflow_compare.png")
     ap.add_argument("--store", help="MLflow store folder (default: a temporary one, removed at the end)")
-    ap.add_argument("--window-size", default="1500,1250", help="WIDTH,HEIGHT in pixels (default: %(default)s)")
+    ap.add_argument("--window-size", default="2000,1000", help="WIDTH,HEIGHT in pixels (default: %(default)s)")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the page (default: %(default)s)")
     ap.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     args = ap.parse_args(argv)
