@@ -11,10 +11,12 @@ after ``--fit-from``; solving it for the target gives the schedule that would re
 extrapolation, marked as such when the target lies beyond the last point), and the measured seconds
 per iteration turn that into the main job's cost. Prerequisites: the prepared twins and
 ``data/mini/pretrained/mit_b0.pt`` (``snakemake -c2 pretrain_all`` or the main job). Writes
-results/benchmarks/learning_curves.json and prints a markdown table.
+results/benchmarks/learning_curves.json and .png (mIoU against iterations, targets dashed) and prints
+a markdown table.
 
     python benchmarks/learning_curves.py                        # the four twins, 1920 iterations
     python benchmarks/learning_curves.py --entries t2-segf-b4 --iters 480 --val-interval 120
+    python benchmarks/learning_curves.py --plot-only            # re-draw the figure from the JSON
 """
 from __future__ import annotations
 
@@ -101,6 +103,38 @@ def summarise(row: dict, fit_from: int) -> dict:
     return row
 
 
+def plot(rows: list[dict], out: Path) -> Path:
+    """mIoU against iterations (log scale) per twin, each target dashed in the twin's colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
+    for i, r in enumerate(rows):
+        color = f"C{i}"
+        xs = [p["iter"] for p in r["curve"]]
+        ax.plot(xs, [p["mIoU"] for p in r["curve"]], "o-", color=color,
+                label=f"{r['dataset']} ({r['entry']})")
+        if r.get("target_mIoU") is not None:
+            ax.axhline(r["target_mIoU"], color=color, ls="--", lw=1)
+        ax.axvline(r["main_job_iters"], color="0.6", ls=":", lw=1)
+    ax.set_xscale("log", base=2)
+    ticks = sorted({p["iter"] for r in rows for p in r["curve"]} | {r["main_job_iters"] for r in rows})
+    ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=8)
+    ax.minorticks_off()
+    ax.set_xlabel("iterations at batch 8 (dotted: the main job's schedule)")
+    ax.set_ylabel("val mIoU (%)")
+    ax.set_title("Mini parametric baselines (softmax MiT-B0, pre-trained): learning curves; dashed: targets")
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--entries", nargs="+", default=list(TARGETS))
@@ -109,16 +143,21 @@ def main() -> int:
     ap.add_argument("--fit-from", type=int, default=480, help="first iteration the log-line fit uses")
     ap.add_argument("--out", default="results/benchmarks/learning_curves.json")
     ap.add_argument("--runs-dir", default="runs/curves")
+    ap.add_argument("--plot-only", action="store_true", help="only re-draw the figure from --out")
     args = ap.parse_args()
-    plan = build_plan()
     out = Path(args.out)
     rows = {r["entry"]: r for r in json.loads(out.read_text())} if out.is_file() else {}
+    if args.plot_only:
+        print(plot(list(rows.values()), out.with_suffix(".png")))
+        return 0
+    plan = build_plan()
     for entry in args.entries:
         rows[entry] = summarise(run_curve(plan, entry, args.iters, args.val_interval, Path(args.runs_dir)),
                                 args.fit_from)
         print(json.dumps(rows[entry]), flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(list(rows.values()), indent=1) + "\n")
+    plot(list(rows.values()), out.with_suffix(".png"))
     print("| twin | main-job iters | mIoU at " + ", ".join(str(p["iter"]) for p in next(iter(rows.values()))["curve"])
           + " | points per doubling | target | iterations for it | main job at that schedule |")
     print("|---|---|---|---|---|---|---|")
