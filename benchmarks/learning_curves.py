@@ -23,20 +23,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from protoseg.pipeline.experiments import build_plan
+from mini_runs import save_rows, train_config  # noqa: E402
+from protoseg.pipeline.experiments import build_plan  # noqa: E402
 
 # issue 9's targets (mIoU %) for the parametric baselines, per entry of the list
 TARGETS = {"t2-segf-b4": 50.0, "t1-segf-b4": 25.0, "t3-segf-b4": 25.0, "t4-param-k1-847": 10.0}
 MAIN_JOB_RUNS = 83  # table and smoke runs of one seed (protoseg experiments list)
 NO_REACH = 10 ** 6  # iterations: a fitted line that needs more says "not within reach" instead of a number
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def run_curve(plan, entry: str, iters: int, val_interval: int, out_dir: Path) -> dict:
@@ -46,18 +48,11 @@ def run_curve(plan, entry: str, iters: int, val_interval: int, out_dir: Path) ->
     name = f"{entry}-curve-it{iters}"
     cfg["run"] = {"name": name, "output_dir": str(out_dir), "seed": 0}
     cfg["train"].update(iters=iters, val_interval=val_interval)
-    path = out_dir / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "protoseg.cli", "train", "--config", str(path), "--resume", "auto"],
-                   check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - t0
-    run_dir = out_dir / name
-    points = [json.loads(line) for line in (run_dir / "val_log.jsonl").read_text().splitlines() if line.strip()]
+    run_dir, wall = train_config(cfg, out_dir)
+    points = _read_jsonl(run_dir / "val_log.jsonl")
     final = json.loads((run_dir / "metrics.json").read_text())
     points.append({"iter": iters, "mIoU": final["mIoU"], "aAcc": final["aAcc"]})
-    log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines() if line.strip()]
+    log = _read_jsonl(run_dir / "train_log.jsonl")
     img_s = sorted(r["img_per_s"] for r in log)[len(log) // 2]  # median training throughput
     return {"entry": entry, "dataset": cfg["data"]["dataset"], "backbone": cfg["model"]["backbone"],
             "head": cfg["model"]["head"], "batch_size": cfg["train"]["batch_size"],
@@ -154,9 +149,7 @@ def main() -> int:
     for entry in args.entries:
         rows[entry] = summarise(run_curve(plan, entry, args.iters, args.val_interval, Path(args.runs_dir)),
                                 args.fit_from)
-        print(json.dumps(rows[entry]), flush=True)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(list(rows.values()), indent=1) + "\n")
+        save_rows(out, list(rows.values()), rows[entry])
     plot(list(rows.values()), out.with_suffix(".png"))
     print("| twin | main-job iters | mIoU at " + ", ".join(str(p["iter"]) for p in next(iter(rows.values()))["curve"])
           + " | points per doubling | target | iterations for it | main job at that schedule |")

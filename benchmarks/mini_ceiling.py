@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,9 @@ from protoseg.data.transforms import MEAN, STD
 from protoseg.config import RunConfig
 from protoseg.evaluation.metrics import SegMetric
 from protoseg.pipeline.experiments import build_plan
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mini_runs import save_rows  # noqa: E402
 
 WIDTH = 256
 STRIDE = 4  # the decoders' output stride
@@ -125,9 +127,7 @@ def main() -> int:
         for steps in args.steps:
             for pre in args.pretrain:
                 rows.append({"entry": entry, **run_point(cfg, steps, args.batch, args.lr, pre)})
-                print(json.dumps(rows[-1]), flush=True)
-                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
+                save_rows(Path(args.out), rows)
     print("| twin | classes | steps x batch | colour pre-training | ideal-learner mIoU | aAcc |")
     print("|---|---|---|---|---|---|")
     for r in rows:

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from protoseg.pipeline.experiments import build_plan
+from mini_runs import save_rows, train_config  # noqa: E402
+from protoseg.pipeline.experiments import build_plan  # noqa: E402
 
 
 def run_point(plan, entry: str, iters: int, pretrained: bool, out_dir: Path, overrides: list[str]) -> dict:
@@ -39,18 +37,12 @@ def run_point(plan, entry: str, iters: int, pretrained: bool, out_dir: Path, ove
     cfg["train"]["iters"] = iters
     if not pretrained:
         cfg["model"].pop("pretrained", None)
-    run_dir = out_dir / cfg["run"]["name"]
-    path = out_dir / f"{cfg['run']['name']}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "protoseg.cli", "train", "--config", str(path), "--resume", "auto"],
-                   check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL)
+    run_dir, wall = train_config(cfg, out_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return {"entry": entry, "dataset": cfg["data"]["dataset"], "backbone": cfg["model"]["backbone"],
             "head": cfg["model"]["head"], "iters": iters, "batch_size": cfg["train"]["batch_size"],
             "pretrained": pretrained, "overrides": overrides, "mIoU": round(100 * metrics["mIoU"], 2),
-            "aAcc": round(100 * metrics["aAcc"], 2), "wall_s": round(time.perf_counter() - t0, 1)}
+            "aAcc": round(100 * metrics["aAcc"], 2), "wall_s": round(wall, 1)}
 
 
 def main() -> int:
@@ -71,9 +63,7 @@ def main() -> int:
         for iters in args.iters:
             for pre in [p for p in (True, False) if not (p and args.no_pretrained) and not (not p and args.no_scratch)]:
                 rows.append(run_point(plan, entry, iters, pre, Path(args.runs_dir), args.override))
-                print(json.dumps(rows[-1]), flush=True)
-                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
+                save_rows(out, rows)
     print("| entry | dataset | backbone | iters | batch | pre-trained | overrides | mIoU | aAcc | wall s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
