@@ -56,22 +56,22 @@ def test_exported_backbone_loads_strictly_as_pretrained(trained, tmp_path):
 def test_export_removes_the_checkpoint_only_after_writing(trained, tmp_path):
     import shutil
 
+    from protoseg.engine.checkpoint import CheckpointError
     from protoseg.engine.export import export_backbone
+    from protoseg.models.backbones.weights import read_backbone_file
 
     run_dir, _ = trained
+    kept = export_backbone(run_dir / "checkpoints" / "final.pt", tmp_path / "kept.pt")
     ckpt = tmp_path / "final.pt"
     shutil.copy(run_dir / "checkpoints" / "final.pt", ckpt)
-    want = torch.load(ckpt, map_location="cpu", weights_only=True)["model"]
     out = export_backbone(ckpt, tmp_path / "mit_b0.pt", remove_checkpoint=True)
     assert not ckpt.exists() and out.is_file()
-    got = torch.load(out, map_location="cpu", weights_only=True)
-    got = got.get("state_dict", got)
-    backbone = {k.removeprefix("backbone."): v for k, v in want.items() if k.startswith("backbone.")}
-    assert set(got) == set(backbone) and all(torch.equal(got[k], backbone[k].float()) for k in got)
+    got, want = read_backbone_file(out)["state_dict"], read_backbone_file(kept)["state_dict"]
+    assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in got)
     # a file that is not a protoseg checkpoint is refused and left in place
     bad = tmp_path / "notes.pt"
     torch.save({"weights": torch.zeros(2)}, bad)
-    with pytest.raises(Exception):
+    with pytest.raises(CheckpointError, match="not a protoseg checkpoint"):
         export_backbone(bad, tmp_path / "x.pt", remove_checkpoint=True)
     assert bad.is_file() and not (tmp_path / "x.pt").exists()
 
