@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from protoseg.data.dataset import SegmentationDataset
+from protoseg.data.identity import check_root_identity
 from protoseg.data.mini import make_mini
 from protoseg.data.prepare import prepare
 from protoseg.data.specs import get_spec
@@ -40,6 +41,8 @@ def trainer_loader(ds: SegmentationDataset, *, batch: int, workers: int, iters: 
 
 
 def loader_throughput(root: Path, spec, *, workers: int, batch: int, batches: int) -> float:
+    check_root_identity(root, dataset=spec.name, num_classes=spec.num_classes, label_dir=spec.label_dir,
+                        ignore_index=spec.ignore_index, splits=(spec.train_split,), what="root")
     ds = SegmentationDataset.from_spec(root, spec, train=True, seed=0)
     it = iter(trainer_loader(ds, batch=batch, workers=workers, iters=batches + 1))
     next(it)  # warm-up: worker start and first batch

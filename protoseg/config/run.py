@@ -18,9 +18,11 @@ listing the valid keys of its section. ``RunConfig.to_dict()`` is what ``train``
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,9 @@ class OptimConfig:
     weight_decay: float = 5e-4
     no_decay_norm_pos: bool = True  # no weight decay on norm layers and position embeddings
     head_lr_mult: float = 1.0  # lr multiplier of everything outside the backbone (SegFormer: 10)
+    # lr multiplier of the backbone: 1 fine-tunes it in full (the paper); 0 freezes it (no gradient,
+    # normalisation statistics kept: the mini scale's pre-trained micro backbones)
+    backbone_lr_mult: float = 1.0
     poly_power: float = 0.9
     min_lr: float = 1e-4
     warmup_iters: int = 0  # linear warm-up
@@ -196,6 +201,8 @@ class RunConfig:
         _require(o.warmup_iters >= 0, source, "optim.warmup_iters", o.warmup_iters, ">= 0")
         _require(0 < o.warmup_ratio <= 1, source, "optim.warmup_ratio", o.warmup_ratio, "in (0, 1]")
         _require(o.min_lr >= 0, source, "optim.min_lr", o.min_lr, ">= 0")
+        _require(o.backbone_lr_mult >= 0, source, "optim.backbone_lr_mult", o.backbone_lr_mult,
+                 ">= 0 (0 freezes the backbone)")
         _require(t.iters >= 1, source, "train.iters", t.iters, ">= 1")
         _require(t.batch_size >= 1, source, "train.batch_size", t.batch_size, ">= 1")
         _require(t.grad_accum >= 1, source, "train.grad_accum", t.grad_accum, ">= 1")
@@ -216,23 +223,40 @@ class RunConfig:
         for key in ("augmentation", "normalisation"):
             _require(getattr(d, key) in (None, "mmseg", "openseg"), source, f"data.{key}", getattr(d, key),
                      "mmseg or openseg")
+        self._validate_tracking(source)
         if d.class_weight is not None:
             n = getattr(self.model, "num_classes", None)
             _require(all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
                          for w in d.class_weight) and (n is None or len(d.class_weight) == n),
                      source, "data.class_weight", d.class_weight, f"{n} non-negative numbers (one per class)")
 
+    def _validate_tracking(self, source: str) -> None:
+        """The names MLflow gets (experiment, run and tag values) are data: quotes, backslashes,
+        spaces, ``=`` and any letters are fine; refused before training are what MLflow (or its SQL
+        stores) cannot keep: over ``MAX_NAME_LENGTH`` characters, control characters (NUL, newline,
+        tab, ...) and unpaired surrogates."""
+        tr = self.tracking
+        for key in TRACKING_NAMES:
+            problem = tracking_name_problem(getattr(tr, key))
+            _require(problem is None, source, f"tracking.{key}", _short(getattr(tr, key)), problem or "")
+        _require(tr.metric in TRACKED_METRICS, source, "tracking.metric", tr.metric,
+                 f"one of {', '.join(TRACKED_METRICS)}")
+        if tr.paper_value is not None:
+            _require(math.isfinite(tr.paper_value), source, "tracking.paper_value", tr.paper_value,
+                     "a finite number (or leave it out)")
+
     def check_data(self):
         """Validate the config against its prepared data (before anything of a run is written): a
         complete root (``meta.json``), the dataset's class count and ignore value. Returns the
         ``DatasetSpec`` (``dataset_spec``)."""
-        spec = self.dataset_spec()
         root = self.data.root
         if not root:
             raise ConfigError("data.root is empty: give the prepared root (data.root=/path/to/prepared)")
         if not (Path(root) / "meta.json").is_file():
             raise ConfigError(f"data.root={root}: not a complete prepared root (meta.json missing: "
                               "preparation never finished or failed); run `protoseg prepare` first")
+        self.check_root_identity()
+        spec = self.dataset_spec()
         if self.model.num_classes != spec.num_classes:
             raise ConfigError(f"model.num_classes={self.model.num_classes} but dataset {spec.name!r} has "
                               f"{spec.num_classes} classes")
@@ -241,6 +265,25 @@ class RunConfig:
             raise ConfigError(f"model.method.ignore_index={method.ignore_index} but dataset "
                               f"{spec.name!r} uses {spec.ignore_index}")
         return spec
+
+    def check_root_identity(self, splits: tuple[str, ...] | None = None) -> None:
+        """data.root must hold what the data section expects (dataset, class count or top-N vocabulary,
+        ignore value, splits: ``protoseg.data.identity``); ConfigError otherwise."""
+        from protoseg.data.errors import DataError
+        from protoseg.data.identity import check_root_identity
+        from protoseg.data.specs import get_spec
+
+        d = self.data
+        try:
+            base = get_spec(d.dataset, mini=d.mini)
+            top = d.top_n is not None and d.top_n != base.num_classes
+            if splits is None:
+                splits = (d.train_split or base.train_split, d.eval_split or base.eval_split)
+            check_root_identity(d.root, dataset=d.dataset, num_classes=d.top_n if top else base.num_classes,
+                                label_dir=f"labels_top{d.top_n}" if top else base.label_dir,
+                                ignore_index=base.ignore_index, splits=tuple(dict.fromkeys(splits)))
+        except DataError as err:
+            raise ConfigError(str(err)) from None
 
     def dataset_spec(self):
         """The ``DatasetSpec`` of the data section, with its size overrides applied."""
@@ -267,6 +310,31 @@ def flatten_dict(d: dict, prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+MAX_NAME_LENGTH = 250  # MLflow's entity name limit (run names, keys); names longer are refused
+TRACKED_METRICS = ("mIoU", "aAcc", "mAcc")  # the metrics.json values tracking.metric may name
+
+
+TRACKING_NAMES = ("experiment", "entry", "table", "row", "column")
+
+
+def tracking_name_problem(value: Any) -> str | None:
+    """What MLflow cannot store about a tracking name (``expected ...`` text), or None if it can."""
+    if not isinstance(value, str):
+        return f"a string, got {type(value).__name__}"
+    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is not None:
+        return f"a name without control characters (found {bad!r})"
+    if len(value) > MAX_NAME_LENGTH:
+        return f"at most {MAX_NAME_LENGTH} characters (MLflow's limit for names), got {len(value)}"
+    return None
+
+
+def _short(text: Any, n: int = 60) -> Any:
+    if not isinstance(text, str):
+        return text
+    return text if len(text) <= n else f"{text[:n]}..."
 
 
 def _require(ok: bool, source: str, key: str, value: Any, expected: str) -> None:

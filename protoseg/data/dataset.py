@@ -14,6 +14,7 @@ import numpy as np
 from torch.utils.data import Dataset, Sampler
 
 from protoseg.data.errors import DataError
+from protoseg.data.identity import check_labels
 from protoseg.data.image_io import read_label_png, read_rgb
 
 
@@ -68,7 +69,10 @@ class SegmentationDataset(Dataset):
         """(uint8 HxWx3 RGB image, int64 HxW label) of item ``i``, before the pipeline."""
         stem = self.stems[i]
         image = read_rgb(self.root / "images" / self.split / f"{stem}{self.meta['image_ext']}")
-        label = read_label_png(self.root / self.label_dir / self.split / f"{stem}.png").astype(np.int64)
+        label_path = self.root / self.label_dir / self.split / f"{stem}.png"
+        label = read_label_png(label_path).astype(np.int64)
+        # a value outside [0, C) plus ignore is a DataError naming the file, never an error inside torch
+        check_labels(label, self.num_classes, self.ignore_index, [str(label_path)])
         return image, label
 
     def __getitem__(self, i: int) -> dict:

@@ -31,11 +31,24 @@ def entry_is_valid(path: Path, entry: dict | None, dep: str) -> bool:
     return sha256_file(path) == entry["sha256"]
 
 
+def identity_of(dataset: str, splits: list[str], label_sets: dict, ignore_index: int) -> dict:
+    """What a prepared root holds (issue 19), as the manifest records it: the dataset, the split names,
+    per label set (folder) its class count (ADE20K-Full: 847 and the top-N vocabularies), the ignore
+    value and the label range ``[0, num_classes)`` of the main label set."""
+    sets = {str(k): {"dir": v["dir"], "num_classes": int(v["num_classes"])} for k, v in label_sets.items()}
+    main = next((v for v in sets.values() if v["dir"] == "labels"), None)
+    num_classes = main["num_classes"] if main else max(v["num_classes"] for v in sets.values())
+    return {"dataset": dataset, "splits": sorted(splits), "num_classes": num_classes, "label_sets": sets,
+            "ignore_index": int(ignore_index), "label_range": [0, num_classes - 1]}
+
+
 class Manifest:
-    def __init__(self, root: Path, dataset: str, files: dict[str, dict] | None = None, *, exists: bool = False):
+    def __init__(self, root: Path, dataset: str, files: dict[str, dict] | None = None, *, exists: bool = False,
+                 identity: dict | None = None):
         self.root, self.dataset = Path(root), dataset
         self.files: dict[str, dict] = files or {}
         self.exists = exists  # read from disk (the folder is a root that prepare wrote)
+        self.identity = identity  # what the root holds (identity_of), set when a preparation finishes
 
     @classmethod
     def load(cls, root: str | Path, dataset: str) -> "Manifest":
@@ -53,9 +66,12 @@ class Manifest:
         if data.get("dataset") != dataset:
             raise DataError(f"{path}: root was prepared for {data.get('dataset')!r}, not {dataset!r}; "
                             "use another --dst")
-        return cls(Path(root), dataset, data["files"], exists=True)
+        identity = data.get("identity") if isinstance(data.get("identity"), dict) else None
+        return cls(Path(root), dataset, data["files"], exists=True, identity=identity)
 
     def save(self) -> None:
-        write_json_atomic(self.root / MANIFEST, {"format": FORMAT_VERSION, "dataset": self.dataset,
-                                                 "files": dict(sorted(self.files.items()))})
+        body = {"format": FORMAT_VERSION, "dataset": self.dataset}
+        if self.identity is not None:
+            body["identity"] = self.identity
+        write_json_atomic(self.root / MANIFEST, {**body, "files": dict(sorted(self.files.items()))})
         self.exists = True

@@ -33,7 +33,7 @@ from protoseg.data import ranking as ranking_mod
 from protoseg.data.errors import DataError
 from protoseg.data.formats import get_format
 from protoseg.data.image_io import decode_image, encode_jpeg, encode_png
-from protoseg.data.manifest import MANIFEST, META, Manifest, entry_is_valid
+from protoseg.data.manifest import MANIFEST, META, Manifest, entry_is_valid, identity_of
 from protoseg.data.parallel import ManifestCollector, default_workers, run_parallel
 from protoseg.data.specs import get_spec
 from protoseg.data.transforms import resize_nearest
@@ -53,16 +53,23 @@ class Task:
     label_src: str
     image_out: str  # relative to root
     label_out: str
-    dep_image: str
-    dep_label: str
+    src_root: str  # --src: deps name the source files relative to it
     prev_image: dict | None
     prev_label: dict | None
     want_hist: bool
 
 
-def _dep(path: Path) -> str:
-    st = path.stat()
-    return f"{path}|{st.st_size}|{st.st_mtime_ns}|v{CONVERTER_VERSION}"
+def _dep(path: Path, src_root: Path) -> str:
+    """What an output was made from: the source file's path relative to ``--src``, its bytes and
+    sha256, and the converter version. Content only (no absolute path, no mtime), so the manifest,
+    the data hash and DVC's hash of a root are the same wherever and whenever the same source was
+    prepared (issue 22); a re-run hashes each source once to decide what to skip."""
+    data = path.read_bytes()
+    try:
+        rel = path.relative_to(src_root).as_posix()
+    except ValueError:
+        rel = path.name
+    return f"{rel}|{len(data)}|{sha256_bytes(data)}|v{CONVERTER_VERSION}"
 
 
 def resized_shape(h: int, w: int, max_short: int) -> tuple[int, int] | None:
@@ -93,9 +100,10 @@ def convert_sample(task: Task) -> tuple[str, object]:
 
 
 def _convert_sample(task: Task):
-    root = Path(task.root)
-    if (entry_is_valid(root / task.image_out, task.prev_image, task.dep_image)
-            and entry_is_valid(root / task.label_out, task.prev_label, task.dep_label)):
+    root, src_root = Path(task.root), Path(task.src_root)
+    dep_image, dep_label = _dep(Path(task.image_src), src_root), _dep(Path(task.label_src), src_root)
+    if (entry_is_valid(root / task.image_out, task.prev_image, dep_image)
+            and entry_is_valid(root / task.label_out, task.prev_label, dep_label)):
         return ("ok", {task.image_out: task.prev_image, task.label_out: task.prev_label}, True)
     fmt = get_format(task.dataset)
     data = Path(task.image_src).read_bytes()
@@ -113,12 +121,12 @@ def _convert_sample(task: Task):
     label_bytes = encode_png(label.astype(fmt.label_dtype))
     write_bytes_atomic(root / task.image_out, data)
     write_bytes_atomic(root / task.label_out, label_bytes)
-    label_entry = _entry(label_bytes, task.dep_label)
+    label_entry = _entry(label_bytes, dep_label)
     if task.want_hist:
         values, counts = np.unique(label, return_counts=True)
         keep = values != fmt.ignore_index
         label_entry["hist"] = {str(int(v)): int(c) for v, c in zip(values[keep], counts[keep])}
-    return ("ok", {task.image_out: _entry(data, task.dep_image), task.label_out: label_entry}, False)
+    return ("ok", {task.image_out: _entry(data, dep_image), task.label_out: label_entry}, False)
 
 
 def _remove_unexpected(root: Path, manifest: Manifest, expected: set[str]) -> int:
@@ -151,7 +159,7 @@ def _claim_dst(dst: Path, dataset: str, force: bool) -> Manifest:
     return manifest
 
 
-def _conversion_tasks(dataset: str, fmt, dst: Path, samples: dict, manifest: Manifest) -> list[Task]:
+def _conversion_tasks(dataset: str, fmt, src: Path, dst: Path, samples: dict, manifest: Manifest) -> list[Task]:
     """One ``Task`` per image/label pair, with the manifest entries of its previous outputs."""
     tasks = []
     for split, items in samples.items():
@@ -159,7 +167,7 @@ def _conversion_tasks(dataset: str, fmt, dst: Path, samples: dict, manifest: Man
             image_out = f"images/{split}/{smp.stem}{fmt.image_ext}"
             label_out = f"labels/{split}/{smp.stem}.png"
             tasks.append(Task(dataset, str(dst), str(smp.image), str(smp.label), image_out, label_out,
-                              _dep(smp.image), _dep(smp.label), manifest.files.get(image_out),
+                              str(src), manifest.files.get(image_out),
                               manifest.files.get(label_out),
                               want_hist=dataset == "ade20k-full" and split == "train"))
     return tasks
@@ -191,7 +199,7 @@ def prepare(dataset: str, src: str | Path, dst: str | Path, *, splits: Iterable[
     (dst / META).unlink(missing_ok=True)  # the root is incomplete from here until the end
     remove_stale_temps(dst)
 
-    tasks = _conversion_tasks(dataset, fmt, dst, samples, manifest)
+    tasks = _conversion_tasks(dataset, fmt, src, dst, samples, manifest)
     expected = {t.image_out for t in tasks} | {t.label_out for t in tasks}
     label_sets = {str(spec.num_classes): {"dir": "labels", "num_classes": spec.num_classes,
                                           "full_train_ids": list(range(spec.num_classes))}}
@@ -220,6 +228,8 @@ def prepare(dataset: str, src: str | Path, dst: str | Path, *, splits: Iterable[
     for split, items in samples.items():
         write_bytes_atomic(dst / "splits" / f"{split}.txt",
                            "".join(s.stem + "\n" for s in items).encode())
+    manifest.identity = identity_of(dataset, list(samples), label_sets, fmt.ignore_index)
+    manifest.save()
     meta = {
         "complete": True,
         "dataset": dataset,
@@ -231,13 +241,14 @@ def prepare(dataset: str, src: str | Path, dst: str | Path, *, splits: Iterable[
         "splits": {s: len(items) for s, items in samples.items()},
         "label_sets": label_sets,
         "ranking": ranking_info,
-        "source": str(src),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "protoseg_version": protoseg.__version__,
         "converter_version": CONVERTER_VERSION,
-        "run": {"files_converted": collector.done, "files_skipped": collector.skipped,
-                "stale_files_removed": removed, "workers": workers,
-                "seconds": round(time.monotonic() - t0, 3)},
     }
     write_json_atomic(dst / META, meta)
-    return meta
+    # where, when and how fast: returned and printed, never written into the root (whose bytes, and so
+    # its data hash and DVC hash, depend only on the data; issue 22)
+    return {**meta, "source": str(src),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "run": {"files_converted": collector.done, "files_skipped": collector.skipped,
+                    "stale_files_removed": removed, "workers": workers,
+                    "seconds": round(time.monotonic() - t0, 3)}}

@@ -39,6 +39,8 @@ def load_run(checkpoint: str | Path, overrides: list[str] | tuple[str, ...] = ()
 
     ck = load_checkpoint(checkpoint)
     cfg = RunConfig.from_dict(apply_overrides(ck["config"], list(overrides)), source=f"{checkpoint} config")
+    if cfg.data.root and (Path(cfg.data.root) / "meta.json").is_file():
+        cfg.check_root_identity(splits=())  # the root must hold what the run was trained on (issue 19)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     import dataclasses
 
