@@ -1,5 +1,5 @@
 """Checkpoint converters: state dicts synthesised in each source's exact key layout (names and
-shapes from shared/spec/checkpoints.md and shared/data/official_hrnet_w48_proto_keys.tsv, seeded
+shapes from the sources' code and tests/data/official_hrnet_w48_proto_keys.tsv, seeded
 values), converted, loaded strictly, and checked tensor by tensor or by forward."""
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ ensure_torchvision_importable()
 import timm  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-KEYS_TSV = REPO.parent / "shared" / "data" / "official_hrnet_w48_proto_keys.tsv"
+KEYS_TSV = REPO / "tests" / "data" / "official_hrnet_w48_proto_keys.tsv"  # the release file's keys (tests/data/README.md)
 
 
 def _seeded(shape, seed: int, key: str) -> torch.Tensor:
@@ -49,7 +49,7 @@ def _meta_state(build) -> dict:
 
 # ---- official-protoseg ----------------------------------------------------------------------------
 def _release_layout(model_sd: dict) -> dict[str, tuple]:
-    """The release's keys (checkpoints.md §1) for a model of ours: names written from the spec."""
+    """The release's keys for a model of ours (names as in tests/data/official_hrnet_w48_proto_keys.tsv)."""
     out: dict[str, tuple] = {"prototypes": tuple(model_sd["head.prototypes"].shape)}
     for k, v in model_sd.items():
         if k.startswith("backbone.body."):
@@ -84,13 +84,11 @@ OFFICIAL_W48 = dict(backbone="hrnet_w48", head="prototype", method_variant="offi
 def test_release_key_list_maps_onto_the_official_variant_exactly() -> None:
     """All 1850 keys of the release file (the tsv) -> 1845 keys of ours: no missing/unexpected key,
     same shapes (4 mlp2 aliases dropped, the cls_head conv bias folded into its BN)."""
-    if not KEYS_TSV.is_file():
-        pytest.skip(f"{KEYS_TSV} not present")
     rows = [line.rstrip("\n").split("\t") for line in KEYS_TSV.read_text().splitlines()[1:]]
     assert len(rows) == 1850
     shapes = {k: () if s == "scalar" else tuple(int(x) for x in s.split("x")) for k, s, _, _ in rows}
     expected = _meta_state(lambda: build_model(ModelConfig(**OFFICIAL_W48)))
-    assert _release_layout(expected) == shapes  # the spec's layout is the tsv's, key for key
+    assert _release_layout(expected) == shapes  # the layout written here is the tsv's, key for key
     sd = {"module." + k: torch.empty(s, dtype=torch.long if k.endswith("tracked") else torch.float32)
           for k, s in shapes.items() if ".mlp2." not in k}
     for k in shapes:
@@ -218,7 +216,7 @@ def test_hrnet_msra_converts_and_equals_timm(tmp_path) -> None:
 
 
 def _mmseg_resnet(timm_sd: dict) -> dict:
-    """open-mmlab ResNetV1c names (checkpoints.md §3) for a deep-stem ResNet: stem.{0,1,3,4,6,7}, fc."""
+    """open-mmlab ResNetV1c names (mmseg backbones/resnet.py) for a deep-stem ResNet: stem.{0,1,3,4,6,7}, fc."""
     stem = {"conv1.0.": "stem.0.", "conv1.1.": "stem.1.", "conv1.3.": "stem.3.", "conv1.4.": "stem.4.",
             "conv1.6.": "stem.6.", "bn1.": "stem.7."}
     out = {}
@@ -257,7 +255,7 @@ MIT_B0 = dict(widths=(32, 64, 160, 256), depths=(2, 2, 2, 2), sr=(8, 4, 2, 1))
 
 
 def _nvlabs_mit(widths, depths, sr, head: bool = True) -> dict[str, tuple]:
-    """NVlabs mix_transformer keys and shapes (checkpoints.md §4)."""
+    """NVlabs mix_transformer keys and shapes (NVlabs/SegFormer @65fa8cf)."""
     shapes: dict[str, tuple] = {}
     prev = 3
     for s, (c, d, r) in enumerate(zip(widths, depths, sr), start=1):
@@ -285,7 +283,7 @@ def _nvlabs_mit(widths, depths, sr, head: bool = True) -> dict[str, tuple]:
 
 
 def _mit2mmseg(sd: dict) -> dict:
-    """MMSeg's mit2mmseg renaming (checkpoints.md §5), applied to NVlabs tensors."""
+    """MMSeg's mit2mmseg renaming, applied to NVlabs tensors."""
     out = {}
     for k, v in sd.items():
         if k.startswith("head."):
@@ -354,7 +352,7 @@ def test_mit_nvlabs_and_mmseg_convert(tmp_path) -> None:
 
 
 def _official_swin_tiny() -> dict[str, torch.Tensor]:
-    """microsoft/Swin-Transformer Swin-T keys (checkpoints.md §7): 190 keys, with the buffers the
+    """microsoft/Swin-Transformer Swin-T keys (@f82860b): 190 keys, with the buffers the
     model rebuilds (relative_position_index, attn_mask)."""
     embed, depths, heads, w = 96, (2, 2, 6, 2), (3, 6, 12, 24), 7
     shapes: dict[str, tuple] = {"patch_embed.proj.weight": (embed, 3, 4, 4), "patch_embed.proj.bias": (embed,),
@@ -385,7 +383,7 @@ def _official_swin_tiny() -> dict[str, torch.Tensor]:
 
 
 def _swin2mmseg(sd: dict) -> dict:
-    """MMSeg's swin2mmseg (checkpoints.md §7), applied to official tensors."""
+    """MMSeg's swin2mmseg, applied to official tensors."""
     out = {}
     for k, v in sd.items():
         if k.startswith("head."):

@@ -1,5 +1,6 @@
-"""Label maps and class lists: package copies vs shared/data, and Cityscapes vs cityscapesscripts."""
-from pathlib import Path
+"""Label maps and class lists: the package copies as checked (tests/data/SHA256SUMS), and Cityscapes vs
+cityscapesscripts."""
+import hashlib
 
 import numpy as np
 import pytest
@@ -8,16 +9,16 @@ from protoseg.data.classes import TABLES, read_table
 from protoseg.data.formats import ade20k, ade20k_full, cityscapes, coco_stuff
 from protoseg.data.specs import ADE_FULL_TOP_N, get_spec
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-
-@pytest.mark.skipif(not SHARED.is_dir(), reason="shared/data not present")
 @pytest.mark.parametrize("name", TABLES)
-def test_package_tables_equal_shared(name):
+def test_package_tables_are_the_checked_ones(name, pinned_sha256):
+    """The class tables shipped with the package are byte for byte the ones checked against their
+    sources (tests/data/SHA256SUMS)."""
     from importlib import resources
 
     ours = resources.files("protoseg.data.classes").joinpath(name).read_bytes()
-    assert ours == (SHARED / name).read_bytes()
+    assert hashlib.sha256(ours).hexdigest() == pinned_sha256[f"protoseg/data/classes/{name}"]
+    assert set(TABLES) == {p.rsplit("/", 1)[1] for p in pinned_sha256 if p.startswith("protoseg/data/classes/")}
 
 
 def test_cityscapes_lut_matches_cityscapesscripts():

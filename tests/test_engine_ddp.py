@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from engine_helpers import REPO, cli_env, make_root, run_cli, tiny_config, write_config
+from engine_helpers import REPO, cli_env, run_cli, tiny_config, write_config
 from protoseg.engine.checkpoint import load_checkpoint
 
 # Stated tolerance: the weight UPDATES (final - initial) of the two runs agree to 1e-4 relative (measured
@@ -16,11 +16,6 @@ from protoseg.engine.checkpoint import load_checkpoint
 # (CPUSyncBatchNorm) and the prototype statistics are all-reduced, so only summation order differs.
 # (With loss_reduction="per_rank", MMSegmentation's convention, the updates differed by about 10%.)
 REL_TOL = 1e-4
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return make_root(tmp_path_factory.mktemp("cs_mini_ddp"))
 
 
 @pytest.mark.slow

@@ -5,13 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine_helpers import make_root, run_cli, tiny_config, write_config
+from engine_helpers import run_cli, tiny_config, write_config
 from protoseg.engine import checkpoint as ckpt_lib
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return make_root(tmp_path_factory.mktemp("data"))
 
 
 @pytest.mark.slow

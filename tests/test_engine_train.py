@@ -12,24 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine_helpers import cli_env, make_root, run_cli, tiny_config, write_config
+from engine_helpers import cli_env, run_cli, tiny_config, write_config
 from protoseg.engine import checkpoint as ckpt_lib
 from protoseg.engine import train as train_mod
 from protoseg.config import RunConfig
 from protoseg.engine.train import FAULT_SIGKILL_ENV, NonFiniteLossError, train
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return make_root(tmp_path_factory.mktemp("cs_mini"))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # the subprocesses run with OMP_NUM_THREADS=1: same reductions, same bits
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _states_equal(a: dict, b: dict) -> list[str]:

@@ -46,7 +46,14 @@ def test_summary_marks_reached_and_extrapolated_targets(curves):
     out = curves.summarise(dict(row), fit_from=240)
     # 10 points per doubling from 0 at 120 iterations: 50 % at 120 * 2**5 = 3840 iterations
     assert out["iters_for_target"] == 3840 and out["extrapolated"] and out["reached_at"] is None
-    assert out["main_job_h_at_that_schedule"] == pytest.approx(round(83 * 3840 * 0.2 / 2 / 3600, 1))
+    assert out["main_job_h_at_that_schedule"] == pytest.approx(round(curves.MAIN_JOB_RUNS * 3840 * 0.2 / 2 / 3600, 1))
     row["curve"].append({"iter": 3840, "mIoU": 50.0})
     out = curves.summarise(dict(row), fit_from=240)
     assert out["reached_at"] == 3840 and not out["extrapolated"]
+
+
+def test_main_job_run_count_is_the_plans(curves):
+    """The run count the hours are scaled by is the main job's: the mini plan's runs of one seed."""
+    from protoseg.pipeline.experiments import build_plan
+
+    assert curves.MAIN_JOB_RUNS == len(build_plan(scale="mini", seeds=[0]).runs)

@@ -6,12 +6,6 @@ import pytest
 from scipy import stats
 
 from protoseg.pipeline.claims import build_claims, claims_for, evaluate, interval, paired_interval, verdict
-from protoseg.pipeline.experiments import build_plan, load_pipeline_config
-
-
-@pytest.fixture
-def plan(tmp_path):
-    return build_plan(load_pipeline_config(None, {"runs_dir": str(tmp_path / "runs"), "seeds": [0, 1, 2]}))
 
 
 def _write(plan, entry, values):

@@ -14,11 +14,6 @@ from protoseg.pipeline.claims_tracking import log_claims
 from protoseg.pipeline.experiments import build_plan, load_pipeline_config
 
 
-@pytest.fixture
-def plan(tmp_path):
-    return build_plan(load_pipeline_config(None, {"runs_dir": str(tmp_path / "runs"), "seeds": [0, 1, 2]}))
-
-
 def _write_all(plan, rng):
     for key in plan.runs:
         for seed in plan.seeds:

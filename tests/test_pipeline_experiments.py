@@ -1,6 +1,7 @@
 """The experiment list: coverage of the paper's reproduced rows, deduplication, composition."""
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -11,7 +12,6 @@ from protoseg.pipeline.experiments import (ExperimentError, build_plan, compose,
                                            run_key)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_TABLES = REPO.parent / "shared" / "paper" / "tables.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +19,11 @@ def plan():
     return build_plan(scale="mini", seeds=[0])
 
 
-def test_vendored_paper_tables_match_shared():
-    if not SHARED_TABLES.is_file():
-        pytest.skip("no ../shared/paper/tables.yaml beside this checkout")
-    assert (REPO / "configs/paper_tables.yaml").read_text() == SHARED_TABLES.read_text()
+def test_paper_tables_are_the_checked_transcription(pinned_sha256):
+    """configs/paper_tables.yaml is byte for byte the transcription of the paper's tables it was checked
+    as (tests/data/SHA256SUMS); an intended correction updates that line in the same commit."""
+    path = "configs/paper_tables.yaml"
+    assert hashlib.sha256((REPO / path).read_bytes()).hexdigest() == pinned_sha256[path]
 
 
 def test_every_reproduced_row_and_column_is_covered(plan):
@@ -66,7 +67,10 @@ def test_dedupe_shares_identical_experiments(plan):
     # 9 recipe rows of the discrepancy table; at mini, the momentum horizon (mu ** (40000 / 120)) makes
     # mu = 0.9 as memoryless as mu = 0, so Table 5c's two rows share one run
     assert plan.entry_run["t5c-mu0"] == plan.entry_run["t5c-mu0.9"] != plan.entry_run["t5c-mu0.99"]
-    assert len(paper.runs) == 89 and len(plan.runs) == 83
+    # the paper scale's runs refine the mini scale's: each mini run is one or more whole paper runs
+    paper_runs_of = {k: {paper.entry_run[e] for e in run.entries} for k, run in plan.runs.items()}
+    assert all(set(paper.runs[p].entries) <= set(plan.runs[k].entries) for k, ps in paper_runs_of.items() for p in ps)
+    assert len(paper.runs) == sum(len(ps) for ps in paper_runs_of.values()) > len(plan.runs)
 
 
 def test_preset_values_do_not_change_the_key():
@@ -122,3 +126,28 @@ def test_planning_does_not_import_torch():
     code = ("import sys; from protoseg.pipeline.experiments import build_plan; build_plan(); "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+def test_list_prints_each_runs_key_beside_its_entry_names(plan, capsys):
+    """`protoseg experiments list`: one line per run, its key then the names of the entries it serves
+    (each a Snakemake target: snakemake -c1 t2-segf-b4); every entry once; --format keys: keys only."""
+    from protoseg.pipeline.cli import add_parser
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+
+    def run(*argv):
+        args = parser.parse_args(["experiments", "list", "--seeds", "0", *argv])
+        assert args.func(args) == 0
+        return capsys.readouterr().out.splitlines()
+
+    lines = [line.split() for line in run()]
+    assert [words[0] for words in lines] == list(plan.runs)
+    assert {words[0]: words[1:] for words in lines} == {k: r.entries for k, r in plan.runs.items()}
+    names = [name for words in lines for name in words[1:]]
+    assert sorted(names) == sorted(plan.entries) and len(names) == len(set(names))
+    assert "t2-segf-b4" in names
+    assert run("--format", "keys") == list(plan.runs)
+    table2 = [line.split() for line in run("--tables", "table2")]
+    assert {plan.entry_run[e] for e in plan.entries if plan.entries[e].table == "table2"} == {w[0] for w in table2}

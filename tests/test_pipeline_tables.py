@@ -12,11 +12,6 @@ from protoseg.pipeline.experiments import build_plan
 from protoseg.pipeline.tables import build_tables, table_frame
 
 
-@pytest.fixture()
-def plan(tmp_path):
-    return build_plan(scale="mini", seeds=[0, 1, 2], runs_dir=str(tmp_path / "runs"))
-
-
 def _write_metrics(plan, key, values):
     for seed, v in zip(plan.seeds, values):
         d = Path(plan.run_dir(key, seed))

@@ -14,24 +14,14 @@ import sys
 import pytest
 import torch
 
-from engine_helpers import REPO, cli_env, make_root, tiny_config, write_config
+from engine_helpers import REPO, cli_env, tiny_config, write_config
 from protoseg.engine import checkpoint as ckpt_lib
 from protoseg.engine import train as train_mod
 from protoseg.config import ConfigError, RunConfig
 from protoseg.engine.train import NonFiniteLossError, train
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return make_root(tmp_path_factory.mktemp("cs_mini"))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _crash_at(monkeypatch, iteration: int):

@@ -9,17 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine_helpers import make_root, run_cli, tiny_config
+from engine_helpers import run_cli, tiny_config
 from protoseg.data.image_io import read_label_png
 from protoseg.engine import checkpoint as ckpt_lib
 from protoseg.config import RunConfig
 from protoseg.engine.submission import label_to_train_lut, train_to_label_lut
 from protoseg.models import build_model
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return make_root(tmp_path_factory.mktemp("cs"))
 
 
 def _checkpoint(path, cfg: dict) -> None:

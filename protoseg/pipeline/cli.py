@@ -35,7 +35,9 @@ def _plan(args):
 def _list(args) -> int:
     pcfg, plan = _plan(args)
     keys = plan.keys_for_tables(args.tables) if args.tables else list(plan.runs)
-    if args.format == "keys":
+    if args.format == "entries":  # one line per run: its key, then the entries (Snakemake targets) it serves
+        print("\n".join(f"{k}  {' '.join(plan.runs[k].entries)}" for k in keys))
+    elif args.format == "keys":
         print("\n".join(keys))
     elif args.format == "dirs":
         print("\n".join(plan.run_dir(k, s) for k in keys for s in plan.seeds))
@@ -202,10 +204,13 @@ def _add_experiments_parser(subparsers) -> None:
                                description="Expose configs/experiments.yaml at a scale as deduplicated runs.")
     sub = ex.add_subparsers(dest="experiments_command", metavar="ACTION")
 
-    p = sub.add_parser("list", help="the distinct runs (after dedupe)",
-                       description="List the distinct runs of the experiment list at a scale (entries with identical configs share one run).")
+    p = sub.add_parser("list", help="the distinct runs (after dedupe) and the entries each serves",
+                       description="List the distinct runs of the experiment list at a scale (entries with identical "
+                                   "configs share one run): each run's key and its entries' names. Build an entry's "
+                                   "run by its name: snakemake -c1 ENTRY (e.g. t2-segf-b4).")
     _common(p, tables=True)
-    p.add_argument("--format", choices=("keys", "dirs", "json"), default="keys")
+    p.add_argument("--format", choices=("entries", "keys", "dirs", "json"), default="entries",
+                   help="entries: KEY ENTRY... per line (default); keys: the keys only; dirs: the run folders; json")
     p.set_defaults(func=_list)
 
     p = sub.add_parser("config", help="print (or --out) the engine config of a run (what Snakemake and DVC "

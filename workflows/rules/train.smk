@@ -134,3 +134,16 @@ rule evaluate:
     shell:
         "OMP_NUM_THREADS={threads} {PS} evaluate --checkpoint {input.ckpt:q} --split {wildcards.split:q} "
         "--out {params.out:q} --quiet > {log:q} 2>&1"
+
+
+# One target per entry of the list, named as the entry: `snakemake -c1 t2-segf-b4` trains the run of
+# entry t2-segf-b4 (shared with every entry of an identical config), every seed. Names and their run
+# keys: `protoseg experiments list`.
+for _entry, _key in PLAN.entry_run.items():
+
+    rule:
+        name:
+            _entry
+        input:
+            run_metrics([_key]),
+        localrule: True
