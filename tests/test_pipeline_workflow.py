@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from protoseg.pipeline.experiments import build_plan
+from protoseg.pipeline.experiments import build_plan, pretrain_backbones
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -73,17 +73,38 @@ def test_dry_run_tables_lists_every_run(tmp_path):
     counts = _job_counts(out)
     plan = build_plan(scale="mini", seeds=[0, 1])
     tables = [t for t in plan.paper_tables] + ["discrepancy"]
-    n_runs = len(plan.keys_for_tables(tables))
-    # 75 + the 9 recipe-switch rows of the discrepancy table (recipe: official), less Table 5c's mu = 0.9,
-    # which the momentum horizon makes the mu = 0 run at this scale
-    assert n_runs == 82
-    # + the pre-training twin and one pre-training run per backbone, + the claims table
-    # + one run.yaml per run and per pre-training run (run_config, pretrain_config)
-    assert counts == {"make_mini": 4, "make_mini_pretrain": 1, "pretrain_config": 4, "pretrain": 4,
+    keys = plan.keys_for_tables(tables)  # the runs of the tables' entries, after dedupe
+    n_runs, n_data = len(keys), len(plan.datasets(keys))
+    n_pre = len(pretrain_backbones([plan.runs[k] for k in keys]))
+    # one twin per dataset, the pre-training twin and one pre-training run per backbone, one run.yaml
+    # per run and per pre-training run (run_config, pretrain_config), the parameter counts, the tables
+    # and the claims table
+    assert n_runs > 0 and n_data == 4 and n_pre > 0
+    assert counts == {"make_mini": n_data, "make_mini_pretrain": 1, "pretrain_config": n_pre, "pretrain": n_pre,
                       "run_config": n_runs, "train": 2 * n_runs, "params": 1, "build_tables": 1, "build_claims": 1,
-                      "tables": 1, "total": 4 + 1 + 8 + 3 * n_runs + 4}
+                      "tables": 1, "total": n_data + 1 + 2 * n_pre + 3 * n_runs + 4}
     paper = _job_counts(_snakemake(work, "-n", "tables", "--config", "scale=paper").stdout)
-    assert paper["prepare"] == 4 and "make_mini" not in paper and paper["train"] == 88
+    paper_runs = len(build_plan(scale="paper", seeds=[0]).keys_for_tables(tables))
+    assert paper["prepare"] == n_data and "make_mini" not in paper and paper["train"] == paper_runs
+
+
+@pytest.mark.slow
+def test_an_entry_is_a_target_by_its_name(tmp_path):
+    """`snakemake -c1 t2-segf-b4`: the entry's run (its key from the plan), every seed, and what it needs;
+    an entry that shares its run with others builds that one run."""
+    work = _copy_pipeline(tmp_path / "w")
+    plan = build_plan(scale="mini", seeds=[0, 1])
+    key = plan.entry_run["t2-segf-b4"]
+    out = _snakemake(work, "-n", "t2-segf-b4", "--config", "seeds=[0,1]").stdout
+    counts = {name: int(n) for name, n in re.findall(r"^([\w.-]+)\s+(\d+)$", out.split("Job stats:", 1)[1], re.M)}
+    assert counts == {"make_mini": 1, "make_mini_pretrain": 1, "pretrain_config": 1, "pretrain": 1,
+                      "run_config": 1, "train": 2, "t2-segf-b4": 1, "total": 8}
+    assert f"runs/mini/{key}/s0/metrics.json" in out and f"runs/mini/{key}/s1/metrics.json" in out
+    shared = plan.runs[plan.entry_run["t5c-mu0.999"]]  # the default ablation run, shared by several entries
+    assert len(shared.entries) > 1
+    for name in {"t5c-mu0.999", shared.entries[0]}:
+        out = _snakemake(work, "-n", name).stdout
+        assert f"runs/mini/{shared.key}/s0/metrics.json" in out and f"rule {name}:" in out
 
 
 @pytest.mark.slow
