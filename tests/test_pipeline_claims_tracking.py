@@ -64,7 +64,7 @@ def test_claims_in_mlflow_equal_the_csv_and_follow_it(plan, tmp_path):
     store = _store(tmp_path)
 
     first = log_claims(csv_path, scale=plan.scale, **store)
-    assert len(first) == len(rows) == 58 and {r["status"] for r in first} == {"logged"}
+    assert len(first) == len(rows) > 0 and {r["status"] for r in first} == {"logged"}  # one run per claim
     table, by_id = _assert_equal_to_csv(store, plan, csv_path)
     assert (table["ci_lo"] != "").all()  # 3 seeds: every interval was logged
     ids_before = {cid: r.info.run_id for cid, r in by_id.items()}
@@ -72,7 +72,7 @@ def test_claims_in_mlflow_equal_the_csv_and_follow_it(plan, tmp_path):
     # unchanged table: nothing new in the store (deleted runs counted too)
     again = log_claims(csv_path, scale=plan.scale, **store)
     assert {r["status"] for r in again} == {"skipped"}
-    assert len(_runs(store, plan.scale, "all")[0]) == 58
+    assert len(_runs(store, plan.scale, "all")[0]) == len(rows)
 
     # a re-trained run changes the claims that use it: exactly that one is replaced
     key = plan.entry_run["t5d-euclidean"]

@@ -175,7 +175,7 @@ def test_mlflow_logs_a_shared_run_once_per_entry(plan, tmp_path):
     (d / "metrics.json").write_text(json.dumps({"mIoU": 0.25, "aAcc": 0.5, "mAcc": 0.3, "iteration": 60}))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     results = log_plan_runs(plan, [key], tracking_uri=uri, artifact_root=str(tmp_path / "art"))
-    assert len(results) == len(plan.runs[key].entries) == 7
+    assert len(results) == len(plan.runs[key].entries) > 1  # one MLflow run per entry of the shared run
     assert {r["status"] for r in results} == {"logged"}
     again = log_plan_runs(plan, [key], tracking_uri=uri, artifact_root=str(tmp_path / "art"))
     assert {r["status"] for r in again} == {"skipped"}
