@@ -6,8 +6,13 @@
 #   snakemake -c1 runs/mini/KEY/s0/metrics.json   # one run: run.yaml, then protoseg train --config run.yaml
 #   snakemake -c2 compare                      # your results/ beside the committed results/reference
 #   snakemake -c2 --config seeds=3 results_dir=results/reference   # regenerate the reference
-# After every successful run the stages built are recorded in dvc.lock (dvc commit -f), so
+# After every successful run the stages this run built are recorded in dvc.lock (dvc commit -f), so
 # `dvc status` and `dvc repro` agree with Snakemake (protoseg/pipeline/dvc.py).
+import time as _time
+
+_STARTED = _time.time()  # record_lock records only the stages whose outputs were written after this
+
+
 configfile: "configs/pipeline.yaml"
 
 
@@ -61,4 +66,4 @@ rule compare:
 onsuccess:
     from protoseg.pipeline.dvc import record_lock
 
-    record_lock("dvc.yaml")
+    record_lock("dvc.yaml", since=_STARTED)

@@ -19,6 +19,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -220,50 +221,89 @@ def _final_stages(ctx: _Context, tables: list[str]) -> None:
     }
 
 
+def _marker(stage_name: str, path: Path) -> Path:
+    """The file of an output written last: a prepared root's meta.json, a run or evaluation folder's
+    metrics.json, the smoke folder's table; the output itself otherwise."""
+    if stage_name.startswith("data_"):
+        return path / "meta.json"
+    if stage_name.startswith(("train_", "evaluate_")):
+        return path / "metrics.json"
+    if stage_name == "smoke":
+        return path / "smoke.md"
+    return path
+
+
+def _out_paths(outs) -> list[Path]:
+    return [Path(next(iter(out)) if isinstance(out, dict) else out) for out in outs]
+
+
 def _complete(stage_name: str, outs) -> bool:
     """All outputs of a stage present and finished: a prepared root has its meta.json and a run or
     evaluation folder its metrics.json (both written last), the smoke folder its table."""
-    for out in outs:
-        path = Path(next(iter(out)) if isinstance(out, dict) else out)
-        if stage_name.startswith("data_"):
-            path = path / "meta.json"
-        elif stage_name.startswith(("train_", "evaluate_")):
-            path = path / "metrics.json"
-        elif stage_name == "smoke":
-            path = path / "smoke.md"
-        if not path.exists():
-            return False
-    return True
+    return all(_marker(stage_name, path).exists() for path in _out_paths(outs))
 
 
-def complete_stages(dvc_file: str | Path = "dvc.yaml") -> list[str]:
-    """The stages of ``dvc_file`` whose outputs are complete and whose dependencies exist."""
+def _built_since(stage_name: str, outs, since: float) -> bool:
+    """Whether an output of the stage was (re)written at or after ``since`` (its marker's mtime; a plain
+    folder: its newest file). Only stats files: no hashing."""
+    for path in _out_paths(outs):
+        marker = _marker(stage_name, path)
+        try:
+            if marker.is_dir():
+                newest = max((p.stat().st_mtime for p in marker.rglob("*")), default=marker.stat().st_mtime)
+            else:
+                newest = marker.stat().st_mtime
+        except OSError:
+            continue
+        if newest >= since:
+            return True
+    return False
+
+
+def complete_stages(dvc_file: str | Path = "dvc.yaml", since: float | None = None) -> list[str]:
+    """The stages of ``dvc_file`` whose outputs are complete and whose dependencies exist; with
+    ``since`` (a time.time()), only those with an output written at or after it."""
     stages = (yaml.safe_load(Path(dvc_file).read_text()) or {}).get("stages", {})
     return [name for name, st in stages.items()
-            if _complete(name, st.get("outs", [])) and all(Path(d).exists() for d in st.get("deps", []))]
+            if _complete(name, st.get("outs", [])) and all(Path(d).exists() for d in st.get("deps", []))
+            and (since is None or _built_since(name, st.get("outs", []), since))]
 
 
-def record_lock(dvc_file: str | Path = "dvc.yaml", dvc: str | None = None) -> int:
+# a Snakemake invocation's start, minus this margin (coarse mtimes of network file systems)
+MTIME_SLACK_S = 2.0
+
+
+def record_lock(dvc_file: str | Path = "dvc.yaml", dvc: str | None = None, since: float | None = None) -> int:
     """``dvc commit -f`` of the complete stages: DVC then records what Snakemake built (dvc.lock, cache).
-    Returns dvc's exit status (0 with a note when there is no DVC repository or no dvc command)."""
+
+    ``since`` (the Snakefile passes its invocation's start): only the stages whose outputs this
+    invocation wrote are recorded, so the cost is that of what was built (DVC hashes and links only
+    those outputs; ``cache.type`` in .dvc/config links instead of copying: docs/pipeline.md). Without
+    it every complete stage is a candidate and those already in dvc.lock whose dependencies changed
+    while their outputs did not are left out (``dvc status`` on them). Returns dvc's exit status (0
+    with a note when there is no DVC repository or no dvc command)."""
     dvc = dvc or shutil.which("dvc") or str(Path(sys.executable).parent / "dvc")
     if not Path(".dvc").is_dir() or not Path(dvc_file).is_file() or not Path(dvc).exists():
         print("dvc: no DVC repository or dvc command here; dvc.lock not updated", file=sys.stderr)
         return 0
-    names = complete_stages(dvc_file)
-    if names:
+    names = complete_stages(dvc_file, None if since is None else since - MTIME_SLACK_S)
+    if names and since is None:
         names, stale = _without_stale(dvc, names, dvc_file)
         for name in stale:
             print(f"dvc.lock: {name} not recorded: its dependencies changed since it was built "
                   f"(dvc status {name}; rebuild it with dvc repro {name})", file=sys.stderr)
     if not names:
+        if since is not None:
+            print("dvc.lock: nothing built by this run to record", file=sys.stderr)
         return 0
+    t0 = time.monotonic()
     proc = subprocess.run([dvc, "commit", "-f", "-q", *names], capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"dvc commit -f failed ({proc.returncode}); dvc.lock may be stale:\n{proc.stderr[-2000:]}",
               file=sys.stderr)
     else:
-        print(f"dvc.lock: recorded {len(names)} stage(s) built by Snakemake", file=sys.stderr)
+        print(f"dvc.lock: recorded {len(names)} stage(s) built by Snakemake in {time.monotonic() - t0:.1f} s",
+              file=sys.stderr)
     return proc.returncode
 
 
