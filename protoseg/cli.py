@@ -40,12 +40,18 @@ EXIT_NONFINITE = 3
 EXIT_IOERR = 74
 EXIT_PREEMPTED = 75
 EXIT_INTERRUPTED = 130
-# the user-error exceptions of the package (looked up only in modules already imported: the one
-# that raised is)
+# the user-error exceptions of the package, all exit 2 with one line ``error: <message>`` (looked up
+# only in modules already imported: the one that raised is)
 USER_ERRORS = (("protoseg.config.run", "ConfigError"), ("protoseg.engine.checkpoint", "CheckpointError"),
                ("protoseg.data.errors", "DataError"), ("protoseg.engine.tracking", "TrackingError"),
                ("protoseg.pipeline.experiments", "ExperimentError"),
-               ("protoseg.config.pipeline", "PipelineConfigError"))
+               ("protoseg.config.pipeline", "PipelineConfigError"), ("protoseg.convert.errors", "ConvertError"),
+               ("protoseg.pipeline.compare", "CompareError"))
+# the training's stops that are not user errors: (module, exception, exit status, message prefix)
+TRAINING_STOPS = (("protoseg.engine.train", "NonFiniteLossError", EXIT_NONFINITE, "error: "),
+                  ("protoseg.engine.train", "Preempted", EXIT_PREEMPTED, ""),
+                  ("protoseg.engine.train", "Interrupted", EXIT_INTERRUPTED, ""))
+INTERRUPTED_NOW = "interrupted (Ctrl-C): stopped at once, no new checkpoint (the last periodic one is kept)"
 USER_ERRNOS = {errno.ENOENT: "no such file or directory", errno.ENOTDIR: "not a directory",
                errno.EISDIR: "is a directory", errno.ENAMETOOLONG: "file name too long"}
 ENV_HINTS = {errno.ENOSPC: "disk full (ENOSPC): free space, then rerun (training: --resume auto continues "
@@ -59,6 +65,41 @@ ENV_HINTS = {errno.ENOSPC: "disk full (ENOSPC): free space, then rerun (training
 
 def user_error_types() -> tuple[type, ...]:
     return tuple(getattr(sys.modules[m], n) for m, n in USER_ERRORS if m in sys.modules)
+
+
+def _loaded(module: str, name: str):
+    return getattr(sys.modules[module], name, None) if module in sys.modules else None
+
+
+def classify(err: BaseException) -> tuple[int, str] | None:
+    """The one exit-status table: (status, the line to print on stderr) for an exception escaping a
+    subcommand, or None for a bug (status 1, the traceback is shown)."""
+    if isinstance(err, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, INTERRUPTED_NOW
+    if isinstance(err, OSError):
+        code, msg = classify_os_error(err)
+        return code, f"error: {msg}"
+    for module, name, code, prefix in TRAINING_STOPS:
+        kind = _loaded(module, name)
+        if kind is not None and isinstance(err, kind):
+            return code, f"{prefix}{err}"
+    if isinstance(err, user_error_types()):
+        return EXIT_USAGE, f"error: {err}"
+    return None
+
+
+def exit_status(err: BaseException) -> int:
+    """The status ``main`` gives an exception escaping a subcommand (1: a bug)."""
+    if isinstance(err, SystemExit):
+        return err.code if isinstance(err.code, int) else 1
+    found = classify(err)
+    return 1 if found is None else found[0]
+
+
+def user_error(message: str) -> int:
+    """Report a user error found without an exception: one ``error:`` line, status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def classify_os_error(err: OSError) -> tuple[int, str]:
@@ -104,19 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted (Ctrl-C): stopped at once, no new checkpoint (the last periodic one is kept)",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except OSError as err:
-        code, msg = classify_os_error(err)
-        print(f"error: {msg}", file=sys.stderr)
-        return code
-    except Exception as err:  # noqa: BLE001 - user errors of any subcommand, else re-raised
-        if isinstance(err, user_error_types()):
-            print(f"error: {err}", file=sys.stderr)
-            return EXIT_USAGE
-        raise
+    except (KeyboardInterrupt, Exception) as err:  # noqa: BLE001 - the one error path; bugs re-raised
+        found = classify(err)
+        if found is None:
+            raise
+        print(found[1], file=sys.stderr)
+        return found[0]
 
 
 if __name__ == "__main__":

@@ -34,13 +34,8 @@ def convert_checkpoint(fmt: str, src: str | Path, dst: str | Path, *, backbone: 
 
 def _main(args) -> int:
     import json
-    import sys
 
-    try:
-        summary = convert_checkpoint(args.format, args.src, args.dst, backbone=args.backbone)
-    except ConvertError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    summary = convert_checkpoint(args.format, args.src, args.dst, backbone=args.backbone)  # ConvertError: status 2
     print(json.dumps(summary))
     return 0
 

@@ -1,9 +1,9 @@
-"""Subcommands ``protoseg prepare`` and ``protoseg make-mini`` (registered in ``protoseg/cli.py``)."""
+"""Subcommands ``protoseg prepare`` and ``protoseg make-mini`` (registered in ``protoseg/cli.py``, whose
+one error path turns a ``DataError`` into one ``error:`` line and status 2)."""
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from protoseg.data.errors import DataError
 from protoseg.data.formats import FORMATS
@@ -15,20 +15,15 @@ def _prepare(args: argparse.Namespace) -> int:
     from protoseg.data.check import check_root
     from protoseg.data.prepare import prepare
 
-    try:
-        if args.check:
-            report = check_root(args.check, dataset=args.dataset, workers=args.workers or 1,
-                                progress=not args.quiet, checksums=args.checksums)
-            print(json.dumps(report, indent=1))
-            return 0
-        if not args.src or not args.dst:
-            print("error: prepare needs --src and --dst (or --check ROOT)", file=sys.stderr)
-            return 2
-        meta = prepare(args.dataset, args.src, args.dst, splits=args.splits, workers=args.workers,
-                       progress=not args.quiet, topn_by=args.topn_by, force=args.force)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.check:
+        report = check_root(args.check, dataset=args.dataset, workers=args.workers or 1,
+                            progress=not args.quiet, checksums=args.checksums)
+        print(json.dumps(report, indent=1))
+        return 0
+    if not args.src or not args.dst:
+        raise DataError("prepare needs --src and --dst (or --check ROOT)")
+    meta = prepare(args.dataset, args.src, args.dst, splits=args.splits, workers=args.workers,
+                   progress=not args.quiet, topn_by=args.topn_by, force=args.force)
     print(json.dumps({k: meta[k] for k in ("dataset", "splits", "num_classes", "run")}, indent=1))
     return 0
 
@@ -36,11 +31,7 @@ def _prepare(args: argparse.Namespace) -> int:
 def _make_mini(args: argparse.Namespace) -> int:
     from protoseg.data.mini import make_mini
 
-    try:
-        counts = make_mini(args.dataset, args.dst, seed=args.seed)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    counts = make_mini(args.dataset, args.dst, seed=args.seed)
     print(json.dumps({"dataset": args.dataset, "dst": args.dst, "seed": args.seed, "images": counts}))
     return 0
 

@@ -1,6 +1,7 @@
 """Subcommands ``train``, ``evaluate``, ``predict`` and ``log-mlflow`` (registered in ``protoseg/cli.py``).
 
-Exit statuses (the CLI's one contract, ``protoseg/cli.py`` and docs/errors.md): 0 done; 2 bad config,
+Errors leave each subcommand as exceptions; ``protoseg/cli.py`` maps them to the exit statuses
+(the CLI's one contract and its one table, docs/errors.md): 0 done; 2 bad config,
 data, checkpoint or arguments; 3 a non-finite loss (``EXIT_NONFINITE``); 74 disk full / permission
 denied; 75 stopped by SIGUSR1/SIGTERM after writing a checkpoint (``EXIT_PREEMPTED``, retry with
 ``--resume auto``; inside SLURM the job was requeued); 130 stopped by Ctrl-C after writing a checkpoint.
@@ -9,22 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 
 def _train(args: argparse.Namespace) -> int:
     """``protoseg train``; with ``--attempt N`` (the workflow's retry counter) behind the retry gate of
     ``provenance``: the status of each attempt is recorded in ``<run>/last_exit.json``."""
-    from protoseg.config import ConfigError, load_config
+    from protoseg.config import load_config
 
     from . import provenance
 
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, args.overrides)  # errors: protoseg.cli's one error path (status 2)
     if args.attempt is None:
         return _train_config(cfg, args)
     refused = provenance.refused_retry(cfg.run_dir, args.attempt)
@@ -43,89 +39,54 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_config(cfg, args: argparse.Namespace) -> int:
-    from protoseg.config import ConfigError
-    from protoseg.data.errors import DataError
+    """Train; user errors, a non-finite loss (3), preemption (75) and Ctrl-C (130) leave as exceptions
+    and get their status and message from protoseg.cli's one table."""
+    from .train import train
 
-    from .checkpoint import CheckpointError
-    from .train import (EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_PREEMPTED, Interrupted, NonFiniteLossError,
-                        Preempted, train)
-
-    try:
-        metrics = train(cfg, resume=args.resume, allow_data_change=getattr(args, "allow_data_change", False))
-    except (ConfigError, CheckpointError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_NONFINITE
-    except Preempted as err:
-        print(str(err), file=sys.stderr)
-        return EXIT_PREEMPTED
-    except Interrupted as err:
-        print(str(err), file=sys.stderr)
-        return EXIT_INTERRUPTED
+    metrics = train(cfg, resume=args.resume, allow_data_change=getattr(args, "allow_data_change", False))
     if metrics:
         print(json.dumps({"run_dir": str(cfg.run_dir), "mIoU": metrics["mIoU"], "aAcc": metrics["aAcc"]}))
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from protoseg.data.errors import DataError
-
-    from .checkpoint import CheckpointError
-    from protoseg.config import ConfigError
+    from .evaluate import build_eval_loader, evaluate_model, write_eval_outputs
     from .predict import load_run
 
-    try:
-        run = load_run(args.checkpoint, args.overrides)
-        from .evaluate import build_eval_loader, evaluate_model, write_eval_outputs
-
-        split = args.split or run.spec.eval_split
-        loader = build_eval_loader(run.cfg.data.root, run.spec, split, num_workers=args.workers)
-        metrics = evaluate_model(run.model, loader, run.spec, device=run.device, progress=not args.quiet)
-        out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent.parent / f"eval_{split}"
-        path = write_eval_outputs(out, metrics, run.spec.class_names, extra={
-            "iteration": run.iteration, "split": split, "dataset": run.spec.name,
-            "checkpoint": str(args.checkpoint), "seed": run.cfg.run.seed})
-    except (ConfigError, CheckpointError, DataError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    run = load_run(args.checkpoint, args.overrides)
+    split = args.split or run.spec.eval_split
+    loader = build_eval_loader(run.cfg.data.root, run.spec, split, num_workers=args.workers)
+    metrics = evaluate_model(run.model, loader, run.spec, device=run.device, progress=not args.quiet)
+    out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent.parent / f"eval_{split}"
+    path = write_eval_outputs(out, metrics, run.spec.class_names, extra={
+        "iteration": run.iteration, "split": split, "dataset": run.spec.name,
+        "checkpoint": str(args.checkpoint), "seed": run.cfg.run.seed})
     print(json.dumps({"metrics": str(path), "mIoU": metrics["mIoU"], "aAcc": metrics["aAcc"]}))
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from protoseg.data.errors import DataError
-
-    from .checkpoint import CheckpointError
     from protoseg.config import ConfigError
+
     from .predict import load_run, predict_images
 
-    try:
-        run = load_run(args.checkpoint, args.overrides)
-        if args.format == "cityscapes-submission":  # Table 6: labelId PNGs and a zip (engine/submission.py)
-            from .submission import write_cityscapes_submission
+    run = load_run(args.checkpoint, args.overrides)
+    if args.format == "cityscapes-submission":  # Table 6: labelId PNGs and a zip (engine/submission.py)
+        from .submission import write_cityscapes_submission
 
-            print(json.dumps(write_cityscapes_submission(run, args.split, args.out)))
-            return 0
-        if not args.images:
-            raise ConfigError("predict: give IMAGES (or --format cityscapes-submission --split SPLIT)")
-        written = predict_images(run, args.images, args.out, nearest=not args.no_nearest)
-    except (ConfigError, CheckpointError, DataError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        print(json.dumps(write_cityscapes_submission(run, args.split, args.out)))
+        return 0
+    if not args.images:
+        raise ConfigError("predict: give IMAGES (or --format cityscapes-submission --split SPLIT)")
+    written = predict_images(run, args.images, args.out, nearest=not args.no_nearest)
     print(json.dumps({"written": [str(p) for p in written]}))
     return 0
 
 
 def _log_mlflow(args: argparse.Namespace) -> int:
-    from .tracking import TrackingError, log_runs
+    from .tracking import log_runs
 
-    try:
-        results = log_runs(args.run_dirs, tracking_uri=args.tracking_uri, artifact_root=args.artifact_root)
-    except TrackingError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    results = log_runs(args.run_dirs, tracking_uri=args.tracking_uri, artifact_root=args.artifact_root)
     print(json.dumps(results, indent=1))
     return 0
 

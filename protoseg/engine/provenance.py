@@ -146,12 +146,6 @@ def record_exit(run_dir: Path, attempt: int, code: int) -> None:
 
 def exit_status(err: BaseException) -> int:
     """The status ``protoseg.cli.main`` gives an exception escaping a subcommand."""
-    from protoseg.cli import EXIT_INTERRUPTED, classify_os_error, user_error_types
+    from protoseg.cli import exit_status as cli_exit_status
 
-    if isinstance(err, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
-    if isinstance(err, OSError):
-        return classify_os_error(err)[0]
-    if isinstance(err, SystemExit):
-        return err.code if isinstance(err.code, int) else 1
-    return 2 if isinstance(err, user_error_types()) else 1
+    return cli_exit_status(err)

@@ -39,12 +39,14 @@ import hashlib
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
 
 from protoseg.config import flatten_dict
+from protoseg.config.run import TRACKING_NAMES, tracking_name_problem
 
 REPO = Path(__file__).resolve().parents[2]
 KEY_TAG = "protoseg.key"
@@ -109,6 +111,13 @@ def read_run_dir(run_dir: str | Path) -> dict[str, Any]:
     for name, kind in (("config", dict), ("metrics", dict), ("info", dict)):
         if not isinstance(out[name], kind):
             raise TrackingError(f"{run_dir}: {name} file is not a mapping ({type(out[name]).__name__})")
+    tr = out["config"].get("tracking") or {}
+    if not isinstance(tr, dict):
+        raise TrackingError(f"{run_dir / 'config.yaml'}: tracking is not a mapping ({type(tr).__name__})")
+    for key in TRACKING_NAMES:
+        problem = None if tr.get(key) is None else tracking_name_problem(tr[key])
+        if problem:
+            raise TrackingError(f"{run_dir / 'config.yaml'}: tracking.{key}={tr[key]!r:.80}: expected {problem}")
     if not isinstance((out["config"].get("run") or {}).get("seed"), int):
         raise TrackingError(f"{run_dir / 'config.yaml'}: run.seed missing; expected the resolved config "
                             "that `protoseg train` writes")
@@ -181,6 +190,43 @@ def describe_experiment(tr: dict[str, Any]) -> str:
             "(tag run_dir) by `protoseg log-mlflow`; a re-trained run replaces the old one.")
 
 
+SAFE_DIR = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
+def artifact_dir(artifact_root: Path, name: str) -> Path:
+    """The artifact folder of experiment ``name``: ``<root>/<name>`` when each ``/``-separated part of
+    the name is a plain file name (``mini/table1``), else ``<root>/experiment-<sha256[:16]>``: a
+    user's name never becomes a path outside the root, an over-long file name or a shell word."""
+    parts = name.split("/")
+    if all(SAFE_DIR.fullmatch(p) and p not in (".", "..") for p in parts):
+        return artifact_root.joinpath(*parts)
+    return artifact_root / f"experiment-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+
+
+def ensure_experiment(client, name: str, artifact_root: Path, note: str) -> str:
+    """The id of experiment ``name`` (created if absent, looked up by value, not by a filter
+    string), with its description tag ``note``."""
+    exp = client.get_experiment_by_name(name)
+    exp_id = exp.experiment_id if exp else client.create_experiment(
+        name, artifact_location=artifact_dir(artifact_root, name).resolve().as_uri())
+    if exp is None or exp.tags.get("mlflow.note.content") != note:
+        client.set_experiment_tag(exp_id, "mlflow.note.content", note)
+    return exp_id
+
+
+def runs_with_tag(client, exp_id: str, tag: str, value: str | None = None) -> list:
+    """The live runs of experiment ``exp_id`` (every page), those whose tag ``tag`` equals ``value``
+    when given. Matched in Python: a user's name (quotes, backslashes, ``=``, any letters) is data,
+    never MLflow filter-string syntax."""
+    out, token = [], None
+    while True:
+        page = client.search_runs([exp_id], max_results=1000, page_token=token)
+        out += [r for r in page if value is None or r.data.tags.get(tag) == value]
+        token = page.token
+        if not token:
+            return out
+
+
 def log_run(client, run: dict[str, Any], artifact_root: Path) -> dict[str, Any]:
     """Log one run dir (already read) with ``client``; the caller holds the store lock."""
     from mlflow.entities import Metric, Param, RunTag
@@ -191,14 +237,10 @@ def log_run(client, run: dict[str, Any], artifact_root: Path) -> dict[str, Any]:
     entry = tr.get("entry") or cfg["run"]["name"]
     key = f"{entry}|seed={seed}"
     content = content_hash(run)
-    exp = client.get_experiment_by_name(exp_name)
-    exp_id = exp.experiment_id if exp else client.create_experiment(
-        exp_name, artifact_location=(artifact_root / exp_name).resolve().as_uri())
-    note = run.get("experiment_description") or describe_experiment(tr)
-    if exp is None or exp.tags.get("mlflow.note.content") != note:
-        client.set_experiment_tag(exp_id, "mlflow.note.content", note)
+    exp_id = ensure_experiment(client, exp_name, artifact_root,
+                               run.get("experiment_description") or describe_experiment(tr))
     out = {"run_dir": str(run["dir"]), "key": key}
-    found = client.search_runs([exp_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'", max_results=100)
+    found = runs_with_tag(client, exp_id, KEY_TAG, key)
     complete = [r for r in found if r.data.tags.get(COMPLETE_TAG) == "true"]
     same = [r for r in complete if r.data.tags.get(CONTENT_TAG) == content]
     if same:
@@ -211,7 +253,8 @@ def log_run(client, run: dict[str, Any], artifact_root: Path) -> dict[str, Any]:
             "git_commit": _joined(info, "git_commit"), "data_hash": _joined(info, "data_hash"),
             "run_dir": repo_relative(run["dir"])}
     start_ms, end_ms = run_times(run)
-    mlrun = client.create_run(exp_id, run_name=f"{entry}-s{seed}", tags=tags, start_time=start_ms)
+    suffix = f"-s{seed}"  # the run name within MLflow's 250 characters; tag entry holds the whole name
+    mlrun = client.create_run(exp_id, run_name=entry[:250 - len(suffix)] + suffix, tags=tags, start_time=start_ms)
     rid = mlrun.info.run_id
     params = [Param(k[:250], str(v)[:6000]) for k, v in sorted(flatten_dict(cfg).items())]
     for i in range(0, len(params), 100):

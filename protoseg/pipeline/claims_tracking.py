@@ -26,8 +26,8 @@ import math
 from pathlib import Path
 
 from protoseg.engine.tracking import (COMPLETE_TAG, CONTENT_TAG, KEY_TAG, SUPERSEDED_TAG, TrackingError,
-                                      default_artifact_root, default_tracking_uri, lock_path, locked,
-                                      repo_relative, retire_superseded)
+                                      default_artifact_root, default_tracking_uri, ensure_experiment, lock_path,
+                                      locked, repo_relative, retire_superseded, runs_with_tag)
 
 from .claims import COLUMNS
 
@@ -121,21 +121,10 @@ def log_claims(claims_csv: str | Path, *, scale: str, tracking_uri: str | None =
     name = f"{scale}/claims"
     with locked(lock_path(uri, root)):
         client = MlflowClient(tracking_uri=uri)
-        exp = client.get_experiment_by_name(name)
-        exp_id = exp.experiment_id if exp else client.create_experiment(
-            name, artifact_location=(root / name).resolve().as_uri())
-        note = describe_claims(scale)
-        if exp is None or exp.tags.get("mlflow.note.content") != note:
-            client.set_experiment_tag(exp_id, "mlflow.note.content", note)
+        exp_id = ensure_experiment(client, name, root, describe_claims(scale))
         by_key: dict[str, list] = {}
-        token = None
-        while True:  # every live run of the experiment, a page at a time
-            page = client.search_runs([exp_id], max_results=1000, page_token=token)
-            for r in page:
-                by_key.setdefault(r.data.tags.get(KEY_TAG, ""), []).append(r)
-            token = page.token
-            if not token:
-                break
+        for r in runs_with_tag(client, exp_id, KEY_TAG):  # every live run, matched by value in Python
+            by_key.setdefault(r.data.tags.get(KEY_TAG, ""), []).append(r)
         results = [_log_row(client, exp_id, row, by_key.pop(KEY_PREFIX + row["claim_id"], []), source, time_ms)
                    for row in rows]
         for key, runs in sorted(by_key.items()):

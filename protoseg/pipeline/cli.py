@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from protoseg.cli import user_error
+
 
 def _plan(args):
     from protoseg.config.pipeline import PipelineConfigError, parse_seeds
@@ -126,8 +128,7 @@ def _dvc_yaml(args) -> int:
     if args.check:
         current = Path(args.out).read_text() if Path(args.out).is_file() else ""
         if current != text:
-            print(f"error: {args.out} is out of date; run `protoseg experiments dvc-yaml`", file=sys.stderr)
-            return 2
+            return user_error(f"{args.out} is out of date; run `protoseg experiments dvc-yaml`")
         return 0
     Path(args.out).write_text(text)
     print(json.dumps({"written": args.out}))
@@ -168,25 +169,20 @@ def _figures(args) -> int:
 
 
 def _compare(args) -> int:
-    from .compare import DRIFT_TOLERANCE_PP, CompareError, compare, render
+    from .compare import DRIFT_TOLERANCE_PP, POSSIBLE_BUG, compare, render
 
     tolerance = DRIFT_TOLERANCE_PP if args.tolerance is None else args.tolerance
-    try:
-        rows = compare(args.reference, args.ours, tolerance)
-    except CompareError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    rows = compare(args.reference, args.ours, tolerance)  # CompareError: status 2 (protoseg.cli)
     text = render(rows, tolerance, args.reference, args.ours)
     print(text, end="")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
-    bad = [r for r in rows if r.verdict.startswith(("DIFFERS", "outside"))]
+    bad = [r for r in rows if r.verdict.startswith(POSSIBLE_BUG)]
     if args.check and bad:  # exit 2 like dvc-yaml --check: 1 is reserved for bugs (docs/errors.md)
-        print(f"error: {len(bad)} row(s) of {args.ours} differ from {args.reference} beyond the tolerance "
-              f"({tolerance} pp): {', '.join(f'{r.table} {r.row}' for r in bad[:3])}"
-              + (", ..." if len(bad) > 3 else ""), file=sys.stderr)
-        return 2
+        return user_error(f"{len(bad)} row(s) of {args.ours} outside the expected spread of {args.reference} "
+                          f"(mean +- max(3 std, {tolerance} pp)), possible bugs: "
+                          f"{', '.join(f'{r.table} {r.row}' for r in bad[:3])}" + (", ..." if len(bad) > 3 else ""))
     return 0
 
 
@@ -273,13 +269,14 @@ def add_parser(subparsers) -> None:
     c = subparsers.add_parser(
         "compare-results", help="your tables beside the committed reference, row by row, with a verdict",
         description="Print each row of your tables (--ours) beside the committed reference (--reference) "
-                    "with the per-seed values and a verdict: same (within the measured cross-machine "
-                    "tolerance), within seed spread, DIFFERS, outside seed spread, or missing.")
+                    "with the per-seed values, the machine of both sides and a verdict: same (within the measured "
+                    "cross-machine tolerance), within expected spread (reference mean +- max(3 std, "
+                    "tolerance)), POSSIBLE BUG (outside it), or missing.")
     c.add_argument("--reference", default="results/reference", help="reference results folder (default: %(default)s)")
     c.add_argument("--ours", default="results", help="your results folder (default: %(default)s)")
     c.add_argument("--tolerance", type=float, help="cross-machine tolerance in mIoU points (default: the measured one)")
     c.add_argument("--out", help="also write the comparison (Markdown) here")
-    c.add_argument("--check", action="store_true", help="exit 2 when a row differs beyond the tolerance")
+    c.add_argument("--check", action="store_true", help="exit 2 when a row is a possible bug (outside the expected spread)")
     c.set_defaults(func=_compare)
 
     f = subparsers.add_parser("figures", help="results/figures: Table 4 plot, Fig. 3 similarity maps, Fig. 5 embeddings",

@@ -1,11 +1,17 @@
 """``protoseg compare-results``: a user's tables beside the committed reference, row by row, with a verdict.
 
-Both sides are the CSV files ``protoseg tables`` writes (``<dir>/tables/*.csv``). Per row:
+Both sides are the CSV files ``protoseg tables`` writes (``<dir>/tables/*.csv``). Each row of yours is
+judged against the reference's per-seed values: its band is the reference mean +- max(3 std, the drift
+floor), the floor being the measured cross-machine tolerance (so a row whose seeds agree exactly, std 0,
+still allows float drift). Per row:
 
-- ``same``: every seed run on both sides differs by at most the cross-machine tolerance (the same
-  config and seed on another machine gives these numbers up to float drift);
-- ``within seed spread``: no common seed, and our mean lies within the reference mean +- (2 std + tolerance);
-- ``DIFFERS`` / ``outside seed spread``: beyond that: a real difference (code, data or config), not drift;
+- ``same``: every seed run on both sides differs by at most the tolerance (the same config and seed on
+  another machine gives these numbers up to float drift);
+- ``within expected spread``: each of your seeds' values lies inside the band: what another seed or
+  another CPU, thread count or torch build gives;
+- ``POSSIBLE BUG``: a value of yours outside the band: more than seeds and float drift explain (code,
+  data or config differ); the row is named with the machine of both sides (CPU model, thread count
+  and torch version, from the rows' provenance columns; ``unknown`` when a table does not record them);
 - ``missing``: a row with no value on one side.
 
 The tolerance is MEASURED, not guessed: ``benchmarks/bench_drift.py`` trains the same mini runs with 1
@@ -41,6 +47,12 @@ class Row:
     ours: dict
     delta: float  # ours mean - reference mean
     verdict: str
+    reference_machine: str = "unknown"  # CPU model and threads, torch version (the rows' provenance)
+    our_machine: str = "unknown"
+
+
+SPREAD_STDS = 3.0  # the band: reference mean +- max(SPREAD_STDS * std, drift floor)
+POSSIBLE_BUG = "POSSIBLE BUG"
 
 
 def per_seed(record: pd.Series) -> dict[int, float]:
@@ -61,20 +73,40 @@ def _std(values) -> float:
     return math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
 
 
+def band(reference: dict, floor: float, ref_std: float | None = None) -> float:
+    """Half-width of the expected range around the reference mean: max(3 std, ``floor``); the floor
+    alone when the spread is unknown (one seed)."""
+    std = _std(reference.values()) if ref_std is None or math.isnan(ref_std) else ref_std
+    return floor if math.isnan(std) else max(SPREAD_STDS * std, floor)
+
+
 def verdict(reference: dict, ours: dict, tolerance: float, ref_std: float | None = None) -> str:
+    """``same``, ``within expected spread``, ``POSSIBLE BUG (...)`` or ``missing`` (module docstring)."""
     if not reference or not ours:
         return "missing"
     common = sorted(set(reference) & set(ours) - {-1})
-    if common:
-        worst = max(abs(ours[s] - reference[s]) for s in common)
-        return "same" if worst <= tolerance else f"DIFFERS (seed {max(common, key=lambda s: abs(ours[s] - reference[s]))}: {worst:.2f} pp)"
+    if common and max(abs(ours[s] - reference[s]) for s in common) <= tolerance:
+        return "same"
     ref_mean = sum(reference.values()) / len(reference)
-    our_mean = sum(ours.values()) / len(ours)
-    std = _std(reference.values()) if ref_std is None or math.isnan(ref_std) else ref_std
-    if math.isnan(std):
-        return "same" if abs(our_mean - ref_mean) <= tolerance else "DIFFERS (no common seed, no spread known)"
-    band = 2 * std + tolerance
-    return "within seed spread" if abs(our_mean - ref_mean) <= band else f"outside seed spread (band {band:.2f} pp)"
+    half = band(reference, tolerance, ref_std)
+    seed, value = max(ours.items(), key=lambda sv: abs(sv[1] - ref_mean))
+    if abs(value - ref_mean) <= half:
+        return "within expected spread"
+    which = "mean" if seed < 0 else f"seed {seed}"
+    return (f"{POSSIBLE_BUG} ({which}: {value:.2f}, {abs(value - ref_mean):.2f} pp from the reference mean "
+            f"{ref_mean:.2f}; band +-{half:.2f} pp)")
+
+
+def machine(record) -> str:
+    """The machine of a table row: its ``machine`` (CPU model, cores, threads) and ``torch`` columns, as
+    ``protoseg tables`` records them; ``unknown`` for what is not recorded."""
+    if record is None:
+        return "unknown"
+    parts = []
+    for col, label in (("machine", ""), ("torch", "torch ")):
+        value = record.get(col)
+        parts.append(f"{label}{value}" if isinstance(value, str) and value.strip() else f"{label}unknown")
+    return "unknown" if all(p.endswith("unknown") for p in parts) else ", ".join(parts)
 
 
 NON_ROW_TABLES = ("claims.csv",)
@@ -110,7 +142,8 @@ def compare(reference_dir: str | Path, ours_dir: str | Path, tolerance: float = 
                  if ref_values and our_values else math.nan)
         rows.append(Row(*key, reference=ref_values, ours=our_values, delta=delta,
                         verdict=verdict(ref_values, our_values, tolerance,
-                                        float(ref_std) if ref_std is not None else None)))
+                                        float(ref_std) if ref_std is not None else None),
+                        reference_machine=machine(r), our_machine=machine(o)))
     return rows
 
 
@@ -120,20 +153,33 @@ def _seeds_text(values: dict) -> str:
     return ", ".join(f"{v:.2f}" if s < 0 else f"s{s} {v:.2f}" for s, v in sorted(values.items()))
 
 
+def _machines(rows: list[Row], side: str) -> str:
+    attr = "reference_machine" if side == "reference" else "our_machine"
+    seen = sorted({getattr(r, attr) for r in rows if getattr(r, side)})
+    return "; ".join(seen) if seen else "unknown"
+
+
 def render(rows: list[Row], tolerance: float, reference_dir, ours_dir) -> str:
     counts: dict[str, int] = {}
     for r in rows:
         word = r.verdict.split(" (")[0]
         counts[word] = counts.get(word, 0) + 1
     lines = [f"# {ours_dir} beside the reference {reference_dir}", "",
-             f"mIoU in %, per seed. Cross-machine tolerance {tolerance} pp (measured: benchmarks/bench_drift.py, "
-             f"docs/pipeline.md). same = every common seed within the tolerance; within seed spread = no common "
-             f"seed, mean within 2 std + tolerance of the reference mean.", "",
+             f"mIoU in %, per seed. same = every common seed within the cross-machine tolerance {tolerance} pp "
+             f"(measured: benchmarks/bench_drift.py, docs/pipeline.md); within expected spread = each of your "
+             f"values inside the reference mean +- max({SPREAD_STDS:g} std, {tolerance} pp); {POSSIBLE_BUG} = "
+             f"outside it: more than seeds and float drift explain.", "",
+             f"Reference machine: {_machines(rows, 'reference')}", f"Your machine: {_machines(rows, 'ours')}", "",
              "| table | row | column | reference | ours | delta | verdict |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         delta = "n/a" if math.isnan(r.delta) else f"{r.delta:+.2f}"
         lines.append(f"| {r.table} | {r.row.replace('|', '/')} | {r.column} | {_seeds_text(r.reference)} | "
                      f"{_seeds_text(r.ours)} | {delta} | {r.verdict} |")
+    bugs = [r for r in rows if r.verdict.startswith(POSSIBLE_BUG)]
+    if bugs:
+        lines += ["", f"{POSSIBLE_BUG}: rows outside the expected spread (check the code, data and config):"]
+        lines += [f"- {r.table} / {r.row} / {r.column}: {r.verdict}; reference machine: {r.reference_machine}; "
+                  f"your machine: {r.our_machine}" for r in bugs]
     lines += ["", "Summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))]
     return "\n".join(lines) + "\n"
 
