@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv (if missing) and installs protoseg with its dev tools, CPU-only.
 # torch is installed first and pinned by constraints-cpu.txt, so no package can pull CUDA wheels.
-# GPU clusters: use environment.yml instead (conda brings a CUDA PyTorch).
+# GPU clusters: use environment.yml instead (pip's CUDA build of the same torch, in a conda env).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
