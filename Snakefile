@@ -3,6 +3,8 @@
 #   snakemake -c2 tables                       # mini scale, embedded data, CPU (configs/pipeline.yaml)
 #   snakemake --profile slurm tables --config scale=paper     # GPU cluster (slurm/config.yaml)
 #   snakemake -c2 mini_smoke                   # one tiny run, its evaluation and its table
+#   snakemake -c1 t2-segf-b4                   # one entry by its name (its run, every seed; names:
+#                                              # protoseg experiments list; rules in workflows/rules/train.smk)
 #   snakemake -c1 runs/mini/KEY/s0/metrics.json   # one run: run.yaml, then protoseg train --config run.yaml
 #   snakemake -c2 compare                      # your results/ beside the committed results/reference
 #   snakemake -c2 --config seeds=3 results_dir=results/reference   # regenerate the reference
