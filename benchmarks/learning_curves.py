@@ -33,7 +33,7 @@ from protoseg.pipeline.experiments import build_plan  # noqa: E402
 
 # issue 9's targets (mIoU %) for the parametric baselines, per entry of the list
 TARGETS = {"t2-segf-b4": 50.0, "t1-segf-b4": 25.0, "t3-segf-b4": 25.0, "t4-param-k1-847": 10.0}
-MAIN_JOB_RUNS = 83  # table and smoke runs of one seed (protoseg experiments list)
+MAIN_JOB_RUNS = len(build_plan(scale="mini", seeds=[0]).runs)  # the main job: every run of one seed
 NO_REACH = 10 ** 6  # iterations: a fitted line that needs more says "not within reach" instead of a number
 
 
