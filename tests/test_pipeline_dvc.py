@@ -59,3 +59,25 @@ def test_record_lock_without_a_dvc_repository_only_notes_it(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     assert record_lock() == 0
     assert "no DVC repository" in capsys.readouterr().err
+
+
+def test_record_lock_since_records_only_the_stages_written_after_it(repo, capsys):
+    """The Snakefile passes its start: stages complete before it are left as they are (no hashing, no
+    dvc status), those written after it are recorded."""
+    Path("in.txt").write_text("a\n")
+    Path("out.txt").write_text("a\n")
+    Path("run").mkdir()
+    Path("run/metrics.json").write_text("{}")
+    old = 1_000_000_000  # built by an earlier invocation
+    for p in ("out.txt", "run/metrics.json"):
+        os.utime(p, (old, old))
+    assert record_lock(dvc=str(BIN / "dvc"), since=old + 3600) == 0
+    assert "nothing built by this run to record" in capsys.readouterr().err
+    assert not Path("dvc.lock").exists()
+    os.utime("run/metrics.json")  # training finished in this invocation
+    assert record_lock(dvc=str(BIN / "dvc"), since=old + 3600) == 0
+    assert "recorded 1 stage(s) built by Snakemake in" in capsys.readouterr().err
+    lock = Path("dvc.lock").read_text()
+    assert "train_x_s0" in lock and "copy" not in lock
+    assert _status("train_x_s0") == {}
+    assert complete_stages(since=old + 3600) == ["train_x_s0"]
