@@ -16,7 +16,7 @@ def make_root(dst: Path) -> Path:
     from protoseg.data.prepare import prepare
 
     raw, root = dst / "raw", dst / "prepared"
-    make_mini("cityscapes", raw, seed=0)
+    make_mini("cityscapes", raw, seed=0, n_train=300, n_val=60)
     prepare("cityscapes", raw, root, workers=1, progress=False)
     return root
 

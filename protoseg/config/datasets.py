@@ -10,6 +10,9 @@ from __future__ import annotations
 IGNORE_INDEX = 255  # unlabelled pixels of 8-bit labels
 WIDE_IGNORE_INDEX = 65535  # unlabelled pixels of 16-bit labels (ADE20K-Full)
 DATASET_IGNORE_INDEX: dict[str, int] = {"ade20k-full": WIDE_IGNORE_INDEX}  # datasets not at 255
+# evaluated classes of each dataset (ADE20K-Full: all 847; its top-N subsets have N)
+DATASET_CLASSES: dict[str, int] = {"ade20k": 150, "ade20k-full": 847, "cityscapes": 19,
+                                   "coco-stuff-10k": 171, "coco-stuff-164k": 171}
 
 
 def ignore_index(dataset: str) -> int:

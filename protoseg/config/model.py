@@ -18,12 +18,21 @@ PROTOTYPE_HEADS: tuple[str, ...] = ("learnable_prototypes", "prototype")  # the 
 DECODER_NAMES: tuple[str, ...] = ("fcn", "hrnet", "mlp", "upernet")
 MIT_VARIANTS: tuple[str, ...] = ("b0", "b1", "b2", "b3", "b4", "b5")
 # every backbone name; protoseg.models.backbones.BACKBONES maps each to its builder
+MICRO_BACKBONES: tuple[str, ...] = ("resnet_micro", "hrnet_micro", "swin_micro", "mit_micro")  # mini scale
 BACKBONE_NAMES: tuple[str, ...] = ("resnet18", "resnet50", "resnet101", "hrnet_w18_small", "hrnet_w18",
                                    "hrnet_w48", "swin_tiny", "swin_base",
-                                   *(f"mit_{v}" for v in MIT_VARIANTS))
+                                   *(f"mit_{v}" for v in MIT_VARIANTS), *MICRO_BACKBONES)
 # per family: the defaults of the family-only options (ModelConfig.resolved and build_backbone)
 BACKBONE_DEFAULTS: dict[str, dict[str, Any]] = {"swin": {"window_size": 7, "drop_path_rate": 0.3},
                                                 "mit": {"drop_path_rate": 0.1}}
+# per micro backbone: its own defaults (a 32-px image: window 4; no stochastic depth at one block a stage)
+MICRO_DEFAULTS: dict[str, dict[str, Any]] = {"swin_micro": {"window_size": 4, "drop_path_rate": 0.0},
+                                             "mit_micro": {"drop_path_rate": 0.0}}
+
+
+def backbone_defaults(name: str) -> dict[str, Any]:
+    """The defaults of the family-only options of backbone ``name``."""
+    return MICRO_DEFAULTS.get(name, BACKBONE_DEFAULTS.get(backbone_family(name), {}))
 
 # backbone family -> decoder that reproduces the paper's row (Swin: see docs/models.md, the 90.6M finding)
 DEFAULT_DECODER: dict[str, str] = {"resnet": "fcn", "hrnet": "hrnet", "swin": "mlp", "mit": "mlp"}
@@ -115,7 +124,7 @@ class ModelConfig:
         """This config with every ``None`` default replaced by the construction it stands for
         (``decoder_channels`` of the hrnet decoder stays ``None``: the backbone's branch sum)."""
         family = self.family
-        defaults = BACKBONE_DEFAULTS.get(family, {})
+        defaults = backbone_defaults(self.backbone)
         decoder = self.decoder or DEFAULT_DECODER[family]
         small = self.backbone in SMALL_BACKBONES
         channels = self.decoder_channels

@@ -74,6 +74,7 @@ class DataConfig:
     train_split: str | None = None
     eval_split: str | None = None
     num_workers: int = 2
+    cache_decoded: bool = False  # keep decoded training images in memory after the first epoch (small data)
     eval_batch_size: int = 1
     # the official release's recipe switches (docs/fidelity.md); None: the dataset's (MMSegmentation)
     augmentation: str | None = None  # mmseg | openseg
@@ -130,6 +131,9 @@ class TrainConfig:
     final_eval: bool = True
     progress: bool = True
     max_grad_norm: float = 0.0  # 0: no clipping
+    # every loss on labels subsampled (nearest) by this stride, to the decoder's grid: 1 = MMSegmentation's
+    # loss at image resolution; the mini scale uses 2 (its decoders are at stride 2; docs/mini_recipe.md)
+    label_stride: int = 1
     # global: each rank's loss means are reweighted by its share of the global labelled pixels, so the
     # DDP gradient equals one process's on the global batch (independent of the GPU count);
     # per_rank: each rank averages over its own pixels, as MMSegmentation and the release do
@@ -214,7 +218,7 @@ class RunConfig:
         _require(t.sync_bn in ("auto", "on", "off"), source, "train.sync_bn", t.sync_bn, "auto, on or off")
         _require(t.final_ckpt in ("full", "weights", "weights_fp16"), source, "train.final_ckpt", t.final_ckpt,
                  "full, weights or weights_fp16")
-        for key in ("log_interval", "ckpt_interval"):
+        for key in ("log_interval", "ckpt_interval", "label_stride"):
             _require(getattr(t, key) >= 1, source, f"train.{key}", getattr(t, key), ">= 1")
         _require(t.val_interval >= 0, source, "train.val_interval", t.val_interval, ">= 0")
         _require(d.test_mode in (None, "whole", "slide"), source, "data.test_mode", d.test_mode,
@@ -223,6 +227,16 @@ class RunConfig:
         for key in ("augmentation", "normalisation"):
             _require(getattr(d, key) in (None, "mmseg", "openseg"), source, f"data.{key}", getattr(d, key),
                      "mmseg or openseg")
+        r, m = self.run, self.model
+        _require(0 <= r.seed < 2 ** 32, source, "run.seed", r.seed, "in [0, 2**32) (numpy's seed range)")
+        _require(d.eval_batch_size >= 1, source, "data.eval_batch_size", d.eval_batch_size, ">= 1")
+        _require(0 <= o.momentum < 1, source, "optim.momentum", o.momentum, "in [0, 1)")
+        for key in ("poly_power", "head_lr_mult"):
+            _require(getattr(o, key) >= 0, source, f"optim.{key}", getattr(o, key), ">= 0")
+        _require(t.keep_ckpts >= 0, source, "train.keep_ckpts", t.keep_ckpts, ">= 0 (0: keep all)")
+        _require(t.max_grad_norm >= 0, source, "train.max_grad_norm", t.max_grad_norm, ">= 0 (0: no clipping)")
+        if getattr(m, "drop_path_rate", None) is not None:
+            _require(0 <= m.drop_path_rate < 1, source, "model.drop_path_rate", m.drop_path_rate, "in [0, 1)")
         self._validate_tracking(source)
         if d.class_weight is not None:
             n = getattr(self.model, "num_classes", None)
@@ -353,16 +367,38 @@ def _build(kind: type, raw: Any, base: Any, where: str) -> Any:
     values = {}
     for key, value in raw.items():
         default = getattr(base, key)
-        hint = hints.get(key, Any)
-        optional = _allows_none(hint)
-        if value is None and not optional:
-            raise ConfigError(f"{where}.{key} is empty: expected {_describe(hint, default)}")
-        if value is not None and default is not None and not _same_kind(value, default):
-            raise ConfigError(f"{where}.{key}={value!r}: expected {_describe(hint, default)}")
-        if value is not None and default is None and not _matches(value, hint):
-            raise ConfigError(f"{where}.{key}={value!r}: expected {_describe(hint, default)}")
+        _check_value(f"{where}.{key}", value, hints.get(key, Any), default)
         values[key] = float(value) if isinstance(default, float) and isinstance(value, int) else value
     return dataclasses.replace(base, **values)
+
+
+MAX_INT = 2 ** 53  # larger integers are refused: no setting needs them, and torch cannot hold some
+
+
+def _check_value(where: str, value: Any, hint: Any, default: Any) -> None:
+    """ConfigError unless ``value`` fits the annotation ``hint`` (the default's kind when it has
+    one) and is a finite number of sane size where it is a number."""
+    if value is None:
+        if not _allows_none(hint):
+            raise ConfigError(f"{where} is empty: expected {_describe(hint, default)}")
+        return
+    if (not _same_kind(value, default)) if default is not None else (not _matches(value, hint)):
+        raise ConfigError(f"{where}={_short(value)!r}: expected {_describe(hint, default)}")
+    for v in (value if isinstance(value, (list, tuple)) else [value]):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{where}={value!r}: expected a finite number")
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_INT:
+            raise ConfigError(f"{where}={value!r}: expected a number of at most 2**53 in size")
+
+
+def _check_fields(kind: type, raw: dict[str, Any], where: str) -> None:
+    """The types and finiteness of the known keys of ``raw`` against dataclass ``kind``'s fields (the
+    model and method sections, whose own constructors check ranges and names)."""
+    hints = typing.get_type_hints(kind)
+    for f in dataclasses.fields(kind):
+        if f.name in raw and f.name != "method":
+            default = f.default if f.default is not dataclasses.MISSING else None
+            _check_value(f"{where}.{f.name}", raw[f.name], hints.get(f.name, Any), default)
 
 
 def _allows_none(hint: Any) -> bool:
@@ -430,6 +466,11 @@ def _model_config(raw: Any, data: DataConfig, source: str):
     method = raw.get("method")
     if method is not None and not isinstance(method, dict):
         raise ConfigError(f"{source}: model.method={method!r}: expected a mapping of method settings")
+    _check_fields(ModelConfig, raw, f"{source}: model")
+    if isinstance(method, dict):
+        from .method import MethodConfig
+
+        _check_fields(MethodConfig, method, f"{source}: model.method")
     if isinstance(method, dict):
         # a partial method section (e.g. the override model.method.update_assignment=gumbel) starts from
         # the preset of this model: its K and its variant

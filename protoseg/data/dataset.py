@@ -52,6 +52,10 @@ class SegmentationDataset(Dataset):
         if not self.stems:
             raise DataError(f"{root}: split {split!r} is empty")
         self.seed = seed
+        # decoded (image, label) per item, kept after the first read when ``cache_decoded`` is set
+        # (data.cache_decoded: the mini scale's twins are a few MB; real datasets are read every epoch)
+        self.cache_decoded = False
+        self._decoded: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
     def from_spec(cls, root: str | Path, spec, split: str | None = None, *, train: bool,
@@ -76,7 +80,12 @@ class SegmentationDataset(Dataset):
         return image, label
 
     def __getitem__(self, i: int) -> dict:
-        image, label = self.load(i)
+        if not self.cache_decoded:
+            image, label = self.load(i)
+        else:
+            if i not in self._decoded:
+                self._decoded[i] = self.load(i)
+            image, label = (a.copy() for a in self._decoded[i])  # the pipeline may write in place
         out = self.pipeline(image, label, np.random.default_rng([self.seed, 0, i]))
         out["stem"], out["index"] = self.stems[i], i
         return out

@@ -13,15 +13,25 @@ import numpy as np
 import scipy.io
 
 from protoseg.atomic_io import write_bytes_atomic
+from protoseg.data.ceiling import CEILING_FILE, CellCounter, twin_ceilings
 from protoseg.data.classes import read_table
 from protoseg.data.errors import DataError
 from protoseg.data.image_io import encode_jpeg, encode_png
-from protoseg.data.synth import NUM_MODES, Region, long_tail_counts, rasterise, render, scene
+from protoseg.data.synth import ALPHABET_SLOTS, NUM_MODES, Region, long_tail_counts, rasterise, render, scene
 
 TWINS = ("ade20k", "ade20k-full", "cityscapes", "coco-stuff-10k", "coco-stuff-164k")
-UNLABELLED_KEY = 10**6  # appearance key of "other"/void regions
 ALPHA = 0.7  # power law of the class frequencies (rank r drawn with weight (r + 1)^-ALPHA)
-PRETRAIN_KEY0 = 20500  # appearance keys of the pre-training twin: colours disjoint from the ADE20K twin's
+IMAGE_SIZE = (32, 32)  # (h, w) of every twin image (one ADE20K-Full image is larger: the resize path)
+# Appearance keys (synth.py): a twin's classes take keys base + value/rank with base a multiple of
+# ALPHABET_SLOTS, so their slots (alphabet cells) start at 0 and never collide below 360 classes.
+ADE20K_KEY0 = 3 * ALPHABET_SLOTS  # + label value 1..150: slots 1..150
+CITYSCAPES_KEY0 = 6 * ALPHABET_SLOTS  # + labelId 0..33: slots 0..33
+COCO_KEY0 = 9 * ALPHABET_SLOTS  # + train id 0..170: slots 0..170
+ADE_FULL_KEY0 = 14 * ALPHABET_SLOTS  # + rank 0..846 in the 847 list: wraps the alphabet 2.35 times
+UNLABELLED_KEY = 2777 * ALPHABET_SLOTS + 175  # "other"/void regions: slot 175, no class of a <=171 twin
+# The pre-training twin's 150 classes use slots 210..359: disjoint from the 19-, 150- and 171-class
+# twins (slots 0..170) and from ADE20K-Full's top-150 (ADE20K-Full's larger vocabularies wrap onto them).
+PRETRAIN_KEY0 = 57 * ALPHABET_SLOTS + 209
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -29,7 +39,7 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def _size(rng: np.random.Generator) -> tuple[int, int]:
-    return int(rng.integers(64, 81)), int(rng.integers(64, 97))
+    return IMAGE_SIZE
 
 
 def _allocate(rng, n_images: int, n_classes: int, total: int, alpha: float,
@@ -59,20 +69,23 @@ def _rank_scene(rng, h, w, ranks, values, keys, n_bg: int, p_unlabelled: float,
 
 
 # ---- ADE20K (ADEChallengeData2016) ------------------------------------------------------------
-def make_ade20k(dst: Path, rng: np.random.Generator, n_train: int = 400, n_val: int = 100,
-                size: tuple[int, int] | None = None, key0: int = 1000) -> dict:
-    """``size`` (h, w) fixes the image size (benchmarks); default: random 64-80 x 64-96. ``key0``: the
-    appearance key of label value 0 (the pre-training twin uses its own classes)."""
+def make_ade20k(dst: Path, rng: np.random.Generator, n_train: int = 2000, n_val: int = 300,
+                size: tuple[int, int] | None = None, key0: int = ADE20K_KEY0, alpha: float = ALPHA,
+                counter: CellCounter | None = None) -> dict:
+    """``size`` (h, w) fixes the image size (benchmarks; default ``IMAGE_SIZE``). ``key0``: the
+    appearance key of label value 0 (the pre-training twin uses its own classes); ``alpha``: the tail."""
     rows = read_table("ade20k_150.tsv")
     values = [int(r["label_value"]) for r in rows]
     keys = [key0 + v for v in values]
     for split, official, prefix, n, total, guarantee in (
             ("train", "training", "ADE_train", n_train, 5 * n_train, True),
             ("val", "validation", "ADE_val", n_val, 5 * n_val, False)):
-        for i, ranks in enumerate(_allocate(rng, n, 150, max(total, 150 if guarantee else 1), ALPHA, guarantee), start=1):
+        for i, ranks in enumerate(_allocate(rng, n, 150, max(total, 150 if guarantee else 1), alpha, guarantee), start=1):
             h, w = size or _size(rng)
             regions = _rank_scene(rng, h, w, ranks, values, keys, 8, 0.5, 0)
             index = rasterise(regions, h, w)
+            if counter is not None:
+                counter.add(split, regions, index)
             label = np.array([r.value for r in regions], dtype=np.uint8)[index]
             stem = f"{prefix}_{i:08d}"
             _write(dst / "images" / official / f"{stem}.jpg", encode_jpeg(render(regions, index, rng), 92))
@@ -98,13 +111,14 @@ def _ade_full_names(rows) -> list[str]:
     return names
 
 
-def make_ade20k_full(dst: Path, rng: np.random.Generator, n_train: int = 600, n_val: int = 150) -> dict:
+def make_ade20k_full(dst: Path, rng: np.random.Generator, n_train: int = 2000, n_val: int = 600,
+                     counter: CellCounter | None = None) -> dict:
     rows = read_table("ade20k_full_847.tsv")
     ade_ids = [int(r["ade_id"]) for r in rows]
     in_847 = set(ade_ids)
     outside = [i for i in range(1, 3689) if i not in in_847][:40]  # classes outside the 847 -> ignore
     values = ade_ids[:ADE_FULL_PRESENT]
-    keys = [5000 + v for v in values]
+    keys = [ADE_FULL_KEY0 + rank for rank in range(len(values))]
     names = _ade_full_names(rows)
     index = {"filename": [], "folder": [], "scene": [], "objectnames": names}
     presence = []
@@ -120,6 +134,8 @@ def make_ade20k_full(dst: Path, rng: np.random.Generator, n_train: int = 600, n_
                 regions += scene(rng, h, w, (0, 0), [(v, UNLABELLED_KEY + v, len(values) // 2)],
                                  len(values))[1:]
             idx = rasterise(regions, h, w)
+            if counter is not None:
+                counter.add(split, regions, idx)
             ids = np.array([r.value for r in regions], dtype=np.int64)[idx]
             inst = np.arange(len(regions), dtype=np.int64)[idx] % 256
             seg = np.stack([(ids // 256) * 10, ids % 256, inst], axis=-1).astype(np.uint8)
@@ -158,22 +174,26 @@ CITIES = {"train": ("aachen", "bochum"), "val": ("frankfurt",)}
 CS_OBJECTS = (8, 26, 21, 11, 17, 24, 20, 19, 22, 12, 13, 27, 28, 33, 32, 25, 31, 4, 5, 9, 14)
 
 
-def make_cityscapes(dst: Path, rng: np.random.Generator, n_train: int = 300, n_val: int = 60) -> dict:
+def make_cityscapes(dst: Path, rng: np.random.Generator, n_train: int = 2000, n_val: int = 300,
+                    counter: CellCounter | None = None) -> dict:
     rows = {int(r["label_id"]): r for r in read_table("cityscapes_labels_all.tsv") if int(r["label_id"]) >= 0}
-    h, w = 64, 128
+    h, w = IMAGE_SIZE
     for split, n, guarantee in (("train", n_train, True), ("val", n_val, False)):
         alloc = _allocate(rng, n, len(CS_OBJECTS), 5 * n, 0.6, guarantee)
         for i, ranks in enumerate(alloc):
             city = CITIES[split][i % len(CITIES[split])]
             stem = f"{city}_{i:06d}_{19 + i:06d}"
             horizon = float(rng.uniform(0.35, 0.55) * h)
-            regions = [Region(23, 2023, int(rng.integers(NUM_MODES)), [(0, 0), (w, 0), (w, h), (0, h)]),  # sky
-                       Region(7, 2007, int(rng.integers(NUM_MODES)), [(0, horizon), (w, horizon), (w, h), (0, h)])]
-            regions += scene(rng, h, w, (0, 0), [(CS_OBJECTS[r], 2000 + CS_OBJECTS[r], r) for r in ranks],
+            regions = [Region(23, CITYSCAPES_KEY0 + 23, int(rng.integers(NUM_MODES)), [(0, 0), (w, 0), (w, h), (0, h)]),  # sky
+                       Region(7, CITYSCAPES_KEY0 + 7, int(rng.integers(NUM_MODES)),
+                              [(0, horizon), (w, horizon), (w, h), (0, h)])]
+            regions += scene(rng, h, w, (0, 0), [(CS_OBJECTS[r], CITYSCAPES_KEY0 + CS_OBJECTS[r], r) for r in ranks],
                              len(CS_OBJECTS))[1:]
             if rng.random() < 0.5:  # ego vehicle at the bottom (void)
-                regions.append(Region(1, UNLABELLED_KEY + 1, 0, [(0, h - 6), (w, h - 6), (w, h), (0, h)]))
+                regions.append(Region(1, UNLABELLED_KEY, 0, [(0, h - 3), (w, h - 3), (w, h), (0, h)]))
             idx = rasterise(regions, h, w)
+            if counter is not None:
+                counter.add(split, regions, idx)
             label = np.array([r.value for r in regions], dtype=np.uint8)[idx]
             inst_id = np.array([r.value * 1000 + k if rows[r.value]["has_instances"] == "1" else r.value
                                 for k, r in enumerate(regions)], dtype=np.uint16)[idx]
@@ -196,7 +216,7 @@ def make_cityscapes(dst: Path, rng: np.random.Generator, n_train: int = 300, n_v
 def _coco_scenes(rng, n: int, total: int, guarantee: bool, value_col: str, unlabelled: int):
     rows = read_table("coco_stuff_171.tsv")
     values = [int(r[value_col]) for r in rows]
-    keys = [3000 + int(r["train_id"]) for r in rows]
+    keys = [COCO_KEY0 + int(r["train_id"]) for r in rows]
     # COCO's list is not frequency-ordered: rank classes by a fixed shuffle so things and stuff mix
     perm = np.random.default_rng(171).permutation(len(values))
     values, keys = [values[i] for i in perm], [keys[i] for i in perm]
@@ -207,11 +227,14 @@ def _coco_scenes(rng, n: int, total: int, guarantee: bool, value_col: str, unlab
         yield regions, idx
 
 
-def make_coco_stuff_10k(dst: Path, rng: np.random.Generator, n_train: int = 400, n_val: int = 100) -> dict:
+def make_coco_stuff_10k(dst: Path, rng: np.random.Generator, n_train: int = 2000, n_val: int = 300,
+                        counter: CellCounter | None = None) -> dict:
     k = 0
     for split, n, total, guarantee in (("train", n_train, max(5 * n_train, 171), True), ("test", n_val, 5 * n_val, False)):
         stems = []
         for regions, idx in _coco_scenes(rng, n, total, guarantee, "label_value_10k", 0):
+            if counter is not None:
+                counter.add("train" if split == "train" else "val", regions, idx)
             k += 1
             stem = f"COCO_train2014_{100000 + 37 * k:012d}"
             stems.append(stem)
@@ -234,10 +257,13 @@ def _mat_bytes(variables: dict) -> bytes:
     return buf.getvalue()
 
 
-def make_coco_stuff_164k(dst: Path, rng: np.random.Generator, n_train: int = 400, n_val: int = 100) -> dict:
+def make_coco_stuff_164k(dst: Path, rng: np.random.Generator, n_train: int = 400, n_val: int = 100,
+                         counter: CellCounter | None = None) -> dict:
     k = 0
     for split, n, total, guarantee in (("train2017", n_train, max(5 * n_train, 171), True), ("val2017", n_val, 5 * n_val, False)):
         for regions, idx in _coco_scenes(rng, n, total, guarantee, "label_value_164k", 255):
+            if counter is not None:
+                counter.add("train" if split == "train2017" else "val", regions, idx)
             k += 1
             stem = f"{9 + 13 * k:012d}"
             label = np.array([r.value for r in regions], dtype=np.uint8)[idx]
@@ -246,11 +272,12 @@ def make_coco_stuff_164k(dst: Path, rng: np.random.Generator, n_train: int = 400
     return {"train": n_train, "val": n_val}
 
 
-def make_pretrain(dst: Path, rng: np.random.Generator, n_train: int = 600, n_val: int = 60) -> dict:
+def make_pretrain(dst: Path, rng: np.random.Generator, n_train: int = 4000, n_val: int = 300,
+                  counter: CellCounter | None = None) -> dict:
     """The pre-training set of the mini scale (the twins' stand-in for ImageNet): 150 classes of its own
-    (appearance keys from ``PRETRAIN_KEY0``, colours disjoint from the ADE20K twin's), written in
-    ADE20K's layout so that ``protoseg prepare ade20k`` and the trainer read it unchanged."""
-    return make_ade20k(dst, rng, n_train=n_train, n_val=n_val, key0=PRETRAIN_KEY0)
+    on alphabet cells that no 19-, 150- or 171-class twin uses (``PRETRAIN_KEY0``), a mild tail (0.3),
+    written in ADE20K's layout so that ``protoseg prepare ade20k`` and the trainer read it unchanged."""
+    return make_ade20k(dst, rng, n_train=n_train, n_val=n_val, key0=PRETRAIN_KEY0, alpha=0.3, counter=counter)
 
 
 MAKERS = {"ade20k": make_ade20k, "ade20k-full": make_ade20k_full, "cityscapes": make_cityscapes,
@@ -259,8 +286,10 @@ MAKERS = {"ade20k": make_ade20k, "ade20k-full": make_ade20k_full, "cityscapes": 
 
 
 def make_mini(dataset: str, dst: str | Path, *, seed: int = 0, **sizes) -> dict:
-    """Write the twin of ``dataset`` into ``dst`` (which must be empty or absent). ``sizes``
-    (``n_train``, ``n_val``; ``size`` for ade20k) override the defaults, for benchmarks."""
+    """Write the twin of ``dataset`` into ``dst`` (which must be empty or absent) and its Bayes
+    ceiling (``bayes_ceiling.json``: the per-cell oracle's val mIoU, ``ceiling.py``). ``sizes``
+    (``n_train``, ``n_val``; ``size`` for ade20k) override the defaults, for benchmarks. Returns the
+    split sizes and ``bayes_ceiling``."""
     if dataset not in MAKERS:
         raise DataError(f"unknown dataset {dataset!r}; expected one of {', '.join(MAKERS)}")
     dst = Path(dst)
@@ -268,4 +297,8 @@ def make_mini(dataset: str, dst: str | Path, *, seed: int = 0, **sizes) -> dict:
         raise DataError(f"--dst {dst} is not empty; make-mini writes into an empty folder")
     dst.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, list(MAKERS).index(dataset)])
-    return MAKERS[dataset](dst, rng, **sizes)
+    counter = CellCounter()
+    out = MAKERS[dataset](dst, rng, counter=counter, **sizes)
+    out["bayes_ceiling"] = twin_ceilings(dataset, counter)
+    _write(dst / CEILING_FILE, (json.dumps(out["bayes_ceiling"], indent=1) + "\n").encode())
+    return out

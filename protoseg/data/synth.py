@@ -1,16 +1,19 @@
 """Synthetic scenes for the miniature twins: polygons of classes with class-specific appearance.
 
 Every class (``key``) has ``NUM_MODES`` = 3 appearance modes, fixed by the key alone (not by the seed),
-so train and val images share them. A mode is a colour and a faint texture (flat, stripes in three
-orientations or a checker board). Colours are cells of a fixed ``GRID_LEVELS``^3 grid in RGB, taken in
-the order of one fixed permutation by ``key * NUM_MODES + mode``: the modes of consecutive keys get
-distinct cells (no two colours of a 150- or 171-class twin are closer than one grid step, 24 levels,
-against a pixel noise of 3), while a vocabulary of more than ``GRID_CELLS / NUM_MODES`` keys (ADE20K-Full)
-wraps around the grid, so that classes share colours and the vocabulary grows more confusable as it
-grows. The three modes of a class are unrelated colours: one prototype cannot cover a class.
+so train and val images share them. A mode is one cell of a coarse appearance alphabet: a colour of a
+``COLOUR_LEVELS``^3 RGB grid (43 levels apart) times one of ``N_TEXTURES`` textures (flat, horizontal,
+vertical, checker, diagonal stripes; amplitude ``TEXTURE_AMPLITUDE``, period ``TEXTURE_PERIOD``) =
+``ALPHABET_CELLS`` = 1080 cells, against a pixel noise of ``NOISE_STD``. Cells are taken in the order
+of one fixed permutation by ``slot(key) * NUM_MODES + mode``, where ``slot(key) = key mod
+ALPHABET_SLOTS`` (360): the twins give their classes keys ``base + rank`` with ``base`` a multiple of
+360, so the modes of a twin's classes are distinct cells up to 360 classes, and a larger vocabulary
+(ADE20K-Full's 847) wraps the alphabet: its classes share cells and it grows more confusable as it
+grows. The three modes of a class are unrelated cells: one prototype cannot cover a class.
+``cell_of`` names the cell of a (key, mode), for the Bayes ceiling (``protoseg.data.ceiling``).
 
-Colour is the cue these twins carry, so the mini scale trains without the hue/saturation distortion
-(``data.photometric: false``): it would erase the cue (measured in docs/mini_recipe.md).
+Colour is the main cue these twins carry, so the mini scale trains without the hue/saturation
+distortion (``data.photometric: false``): it would erase the cue.
 """
 from __future__ import annotations
 
@@ -22,8 +25,11 @@ from PIL import Image, ImageDraw
 
 NUM_MODES = 3
 N_TEXTURES = 5
-GRID_LEVELS = 10
-GRID_CELLS = GRID_LEVELS ** 3
+COLOUR_LEVELS = 6
+ALPHABET_CELLS = COLOUR_LEVELS ** 3 * N_TEXTURES  # 1080
+ALPHABET_SLOTS = ALPHABET_CELLS // NUM_MODES  # 360 classes before the alphabet wraps
+TEXTURE_AMPLITUDE = 18.0
+TEXTURE_PERIOD = 4.0
 NOISE_STD = 3.0
 
 
@@ -35,22 +41,27 @@ class Appearance:
     amplitude: float
 
 
-def _grid() -> np.ndarray:
-    levels = np.linspace(20.0, 235.0, GRID_LEVELS)
-    cells = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
-    return cells[np.random.default_rng(12345).permutation(GRID_CELLS)]
+def _alphabet() -> tuple[np.ndarray, np.ndarray]:
+    levels = np.linspace(20.0, 235.0, COLOUR_LEVELS)
+    colours = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
+    colour_idx, texture = np.divmod(np.arange(ALPHABET_CELLS), N_TEXTURES)
+    perm = np.random.default_rng(12345).permutation(ALPHABET_CELLS)
+    return colours[colour_idx[perm]], texture[perm]
 
 
-_GRID = _grid()
+_COLOURS, _TEXTURES = _alphabet()
+
+
+def cell_of(key: int, mode: int) -> int:
+    """The alphabet cell (0 .. ALPHABET_CELLS-1) of mode ``mode`` of class ``key``."""
+    return (int(key) % ALPHABET_SLOTS * NUM_MODES + int(mode)) % ALPHABET_CELLS
 
 
 def appearance(key: int, mode: int) -> Appearance:
     """The fixed look of mode ``mode`` (0 .. NUM_MODES-1) of class ``key``."""
-    rng = np.random.default_rng([int(key), 7919])
-    colour = _GRID[(int(key) * NUM_MODES + int(mode)) % GRID_CELLS]
-    textures = rng.permutation(N_TEXTURES)
-    return Appearance(tuple(float(v) for v in colour), int(textures[mode % N_TEXTURES]),
-                      float(rng.uniform(3, 6)), float(rng.uniform(3, 8)))
+    cell = cell_of(key, mode)
+    return Appearance(tuple(float(v) for v in _COLOURS[cell]), int(_TEXTURES[cell]),
+                      TEXTURE_PERIOD, TEXTURE_AMPLITUDE)
 
 
 @dataclasses.dataclass
@@ -113,10 +124,10 @@ def render(regions: list[Region], index: np.ndarray, rng: np.random.Generator) -
     two_pi = np.float32(2 * np.pi)
     patterns = np.stack([
         np.zeros_like(x),
-        np.sign(np.sin(two_pi * y / period)),
-        np.sign(np.sin(two_pi * x / period)),
-        np.sign(np.sin(two_pi * x / period) * np.sin(two_pi * y / period)),
-        np.sign(np.sin(two_pi * (x + y) / period)),
+        np.sign(np.sin(two_pi * (y + 0.5) / period)),  # +0.5: no sample on a zero crossing
+        np.sign(np.sin(two_pi * (x + 0.5) / period)),
+        np.sign(np.sin(two_pi * (x + 0.5) / period) * np.sin(two_pi * (y + 0.5) / period)),
+        np.sign(np.sin(two_pi * (x + y + 0.5) / period)),
     ])
     pattern = np.take_along_axis(patterns, texture[None], axis=0)[0]
     img = colour + (amp * pattern)[..., None]

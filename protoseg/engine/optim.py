@@ -4,7 +4,9 @@ Groups (MMSegmentation's ``paramwise_cfg`` of the SegFormer/Swin recipes):
 - no weight decay on the parameters of normalisation layers (BatchNorm, SyncBatchNorm, LayerNorm,
   GroupNorm) and on position embeddings (names containing ``pos_embed``, ``pos_block``,
   ``position_bias_table`` or ``position_embeddings``);
-- everything outside ``model.backbone`` (decoder, head, auxiliary head) gets ``lr * head_lr_mult``.
+- everything outside ``model.backbone`` (decoder, head, auxiliary head) gets ``lr * head_lr_mult``,
+  the backbone ``lr * backbone_lr_mult`` (0: frozen by ``SegmentationModel.freeze_backbone``, so its
+  parameters join no group).
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
         groups.setdefault((is_head, id(p) in no_decay_ids), []).append(p)
     out = []
     for (is_head, no_decay), params in sorted(groups.items()):
-        mult = cfg.head_lr_mult if is_head else 1.0
+        mult = cfg.head_lr_mult if is_head else cfg.backbone_lr_mult
         out.append({"params": params, "lr": cfg.lr * mult, "initial_lr": cfg.lr * mult, "lr_mult": mult,
                     "weight_decay": 0.0 if no_decay else cfg.weight_decay,
                     "name": f"{'head' if is_head else 'backbone'}{'_no_decay' if no_decay else ''}"})

@@ -329,6 +329,8 @@ def _build(cfg: RunConfig, info: DistInfo, spec, build_model) -> _Training:
         amp_dtype = None
     seed_all(cfg.run.seed)
     model = build_model(cfg.model).to(device)
+    if cfg.optim.backbone_lr_mult == 0:
+        model.freeze_backbone()
     model, synced = maybe_sync_bn(model, info, t_cfg.sync_bn)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, t_cfg.iters)
@@ -411,6 +413,7 @@ def _loaders(t: _Training) -> tuple[IterationBatchSampler, DataLoader, DataLoade
     dataset = SegmentationDataset.from_spec(cfg.data.root, t.spec, train=True, seed=cfg.run.seed)
     if not cfg.data.photometric:
         dataset.pipeline = dataclasses.replace(dataset.pipeline, photometric=False)
+    dataset.cache_decoded = cfg.data.cache_decoded
     sampler = IterationBatchSampler(len(dataset), global_batch=t_cfg.batch_size, grad_accum=t_cfg.grad_accum,
                                     rank=info.rank, world_size=info.world_size, seed=cfg.run.seed,
                                     start=t.start, total=t_cfg.iters)
@@ -505,6 +508,8 @@ def _step(t: _Training, data_iter, it: int, fault_at: int) -> tuple[dict[str, fl
         batch = next(data_iter)
         images = batch["image"].to(device, non_blocking=True)
         labels = batch["label"].to(device, non_blocking=True)
+        if t_cfg.label_stride > 1:  # the losses on the decoder's grid (train.label_stride)
+            labels = labels[:, ::t_cfg.label_stride, ::t_cfg.label_stride]
         sync = (contextlib.nullcontext() if not info.distributed or a == t_cfg.grad_accum - 1
                 else model.no_sync())
         with sync:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from protoseg.heads import HeadOutput
@@ -46,9 +47,25 @@ class SegmentationModel(nn.Module):
         self.aux_loss_weight = aux_loss_weight
         self.align_corners = align_corners
         self.config = config  # the resolved ModelConfig it was built from (None when assembled by hand)
+        self.backbone_frozen = False
+
+    def freeze_backbone(self) -> "SegmentationModel":
+        """Freeze the backbone: no gradients, and its normalisation layers keep their statistics
+        (``train()`` leaves the backbone in eval mode). The mini scale's fine-tuning at
+        ``optim.backbone_lr_mult = 0``."""
+        self.backbone.requires_grad_(False)
+        self.backbone_frozen = True
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> "SegmentationModel":
+        super().train(mode)
+        if getattr(self, "backbone_frozen", False):
+            self.backbone.eval()
+        return self
 
     def forward(self, images: Tensor, labels: Tensor | None = None) -> SegmentationOutput:
-        feats = self.backbone(images)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not getattr(self, "backbone_frozen", False)):
+            feats = self.backbone(images)
         out = self.head(self.decoder(feats), labels)
         aux = self.aux_head(feats) if self.aux_head is not None and self.training else None
         return SegmentationOutput(head=out, aux_logits=aux)

@@ -13,6 +13,11 @@ A claim is data (``Claim``: a linear combination of entry ids, or a "best of" ov
 "Best of" rows (Table 5b K, 5c mu, Table 8 lambda1/lambda2): ``reproduced`` when our best entry is the
 paper's best (n >= 2); otherwise the paired delta ours[paper's best] - ours[our best] decides:
 interval containing 0 -> ``inconclusive``, excluding 0 -> ``contradicted``.
+Independence (``independence``): entries whose composed configs are identical are one run, so two
+claims can be one comparison of runs, and a claim can compare a run with itself. Each claim's runs
+with their summed coefficients form its signature: an empty signature (both sides one run) is
+``same run``; a signature already seen (up to sign) is ``duplicate of <claim id>``; the rest are
+``independent``, and only those are counted.
 Units: mIoU points (%). Read only from the runs' ``metrics.json`` files.
 """
 from __future__ import annotations
@@ -29,7 +34,9 @@ from .experiments import Plan
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
 COLUMNS = ["claim_id", "table", "claim", "comparison", "paper_delta", "our_delta", "ci_lo", "ci_hi",
-           "n_seeds", "verdict", "paper_best", "our_best"]
+           "n_seeds", "verdict", "paper_best", "our_best", "independence"]
+INDEPENDENT = "independent"
+SAME_RUN = "same run"
 PAIRS_TABLES = ("table1", "table2", "table3", "table6", "table7")
 
 
@@ -223,11 +230,51 @@ def evaluate(plan: Plan, claim: Claim) -> dict:
     return row
 
 
+def run_signature(plan: Plan, claim: Claim) -> tuple:
+    """The runs a claim compares: ``(("best", runs))`` for a best-of claim, else the sorted
+    ``(run key, summed coefficient)`` pairs without zeros, with the sign fixed so that the first
+    coefficient is positive (a - b and b - a are one comparison)."""
+    if claim.best_of:
+        runs = tuple(sorted({plan.entry_run[e] for e in claim.best_of}))
+        return ("best", runs) if len(runs) > 1 else ()
+    coef: dict[str, float] = {}
+    for e, c in claim.terms:
+        run = plan.entry_run[e]
+        coef[run] = coef.get(run, 0.0) + c
+    sig = tuple(sorted((r, round(c, 9)) for r, c in coef.items() if abs(c) > 1e-12))
+    if sig and sig[0][1] < 0:
+        sig = tuple((r, -c) for r, c in sig)
+    return sig
+
+
+def independence(plan: Plan, claims: list[Claim]) -> list[str]:
+    """Per claim: ``independent``, ``same run`` (both sides are one run: equal by construction) or
+    ``duplicate of <claim id>`` (the same comparison of runs as an earlier claim)."""
+    seen: dict[tuple, str] = {}
+    out = []
+    for claim in claims:
+        sig = run_signature(plan, claim)
+        if not sig:
+            out.append(SAME_RUN)
+        elif sig in seen:
+            out.append(f"duplicate of {seen[sig]}")
+        else:
+            seen[sig] = claim.id
+            out.append(INDEPENDENT)
+    return out
+
+
 def claim_rows(plan: Plan) -> list[dict]:
-    return [evaluate(plan, c) for c in claims_for(plan)]
+    claims = claims_for(plan)
+    rows = [evaluate(plan, c) for c in claims]
+    for row, status in zip(rows, independence(plan, claims)):
+        row["independence"] = status
+    return rows
 
 
 def counts(rows) -> dict[str, int]:
+    """Verdict counts over the independent claims (rows without ``independence``: all rows)."""
+    rows = [r for r in rows if r.get("independence", INDEPENDENT) == INDEPENDENT]
     return {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
 
 
@@ -239,7 +286,7 @@ def _fmt(x) -> str:
 
 def to_markdown(rows, plan: Plan) -> str:
     c = counts(rows)
-    head = ["claim", "comparison", "paper delta", "our delta", "95% CI", "seeds", "verdict"]
+    head = ["claim", "comparison", "paper delta", "our delta", "95% CI", "seeds", "verdict", "independence"]
     lines = ["# Claims: every comparison the paper makes, paired by seed", "",
              f"Scale `{plan.scale}`, seeds {plan.seeds}; deltas in mIoU points (%). Our delta: mean over seeds "
              "of the paired difference; 95% CI: t-interval (n-1 dof), n/a with one seed. Verdict: reproduced "
@@ -248,13 +295,16 @@ def to_markdown(rows, plan: Plan) -> str:
              "'Best' rows: reproduced when our best entry is the paper's; else the paired delta "
              "paper's best - our best decides (CI spans 0: inconclusive, else contradicted).", "",
              f"**{c['reproduced']} reproduced, {c['contradicted']} contradicted, {c['inconclusive']} "
-             f"inconclusive** ({len(rows)} claims).", "",
+             f"inconclusive** ({sum(c.values())} distinct claims; {len(rows) - sum(c.values())} of the "
+             f"{len(rows)} rows compare a run with itself or repeat another row's comparison, because "
+             "entries with identical configs are one run at this scale: marked in the last column, "
+             "not counted).", "",
              "| table | " + " | ".join(head) + " |", "|" + "---|" * (len(head) + 1)]
     for r in rows:
         ci = "n/a" if math.isnan(r["ci_lo"]) else f"[{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}]"
         text = r["claim"] + (f" (paper: {r['paper_best']}, ours: {r['our_best'] or 'n/a'})" if r["paper_best"] else "")
         cells = [r["table"], text, r["comparison"], _fmt(r["paper_delta"]), _fmt(r["our_delta"]), ci,
-                 str(r["n_seeds"]), r["verdict"]]
+                 str(r["n_seeds"]), r["verdict"], r.get("independence", INDEPENDENT)]
         lines.append("| " + " | ".join(s.replace("|", "/") for s in cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from protoseg.config.datasets import DATASET_IGNORE_INDEX
+from protoseg.config.datasets import DATASET_CLASSES, DATASET_IGNORE_INDEX
 from protoseg.config.method import VARIANTS
 from protoseg.config.model import HEADS, PROTOTYPE_HEADS
 from protoseg.config.pipeline import RUN_CONFIG, PipelineConfigError, parse_seeds
@@ -281,6 +281,8 @@ def compose(entry: Entry, scale: dict) -> dict:
     paper_iters = sched.pop("paper_iters", None)
     fixed = sched.pop("fixed", False)  # the smoke schedule: the same for every model
     train = {**(scale.get("train") or {}), **sched, **({} if fixed else model_map.get("train") or {})}
+    if not fixed:  # the model's schedule for this vocabulary size (mini: longer for 150+ classes)
+        train.update(vocabulary_train(model_map, entry.top_n or DATASET_CLASSES.get(entry.dataset, 0)))
     pretrain = scale.get("pretrain")
     if pretrain and not fixed and "pretrained" not in model:  # the smoke run stays self-contained
         model["pretrained"] = pretrained_path(scale, model["backbone"])
@@ -290,6 +292,13 @@ def compose(entry: Entry, scale: dict) -> dict:
     for section, values in (entry.recipe_settings or {}).items():  # the entry's recipe (e.g. official)
         out[section] = {**out[section], **values}
     return out
+
+
+def vocabulary_train(model_map: dict, num_classes: int) -> dict:
+    """The train overrides of a scale's model for a vocabulary of ``num_classes``: the entry of
+    ``train_by_classes`` (``{min_classes: {iters: ...}}``) with the largest ``min_classes`` not above it."""
+    steps = {int(k): v for k, v in (model_map.get("train_by_classes") or {}).items() if int(k) <= num_classes}
+    return dict(steps[max(steps)]) if steps else {}
 
 
 def momentum_for_horizon(mu: float, paper_iters: int, iters: int) -> float:
@@ -322,7 +331,7 @@ def pretrain_config(scale: dict, backbone: str) -> dict:
         raise ExperimentError(f"scale {scale.get('name')}: no model on backbone {backbone!r}")
     model = {**maps[0]["model"], "head": "softmax"}
     optim = {"name": maps[0]["optim"], **(scale.get("optim", {}).get(maps[0]["optim"]) or {}),
-             **(maps[0].get("optim_options") or {})}
+             **(maps[0].get("optim_options") or {}), **(pre.get("optim") or {})}
     data = {"dataset": pre["dataset"], "root": pre["root"], **(scale["data"].get("common") or {})}
     train = {**(scale.get("train") or {}), **pre["train"], **(pre.get("backbone_train", {}).get(backbone) or {})}
     return {"run": {"name": f"pretrain/{backbone}", "output_dir": f"{pre['runs_dir']}", "seed": 0},

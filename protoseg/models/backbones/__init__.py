@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-from protoseg.config.model import BACKBONE_DEFAULTS, BACKBONE_NAMES, backbone_family
+from protoseg.config.model import BACKBONE_NAMES, backbone_defaults, backbone_family
 
 from .base import Backbone
 from .hrnet import HRNetV2
+from .micro import MicroHRNet, MicroMiT, MicroResNet, MicroSwin
 from .mit import MIT_DEPTHS, MiT, mit_config
 from .resnet import ResNetV1c
 from .swin import Swin
@@ -21,7 +22,7 @@ def build_backbone(name: str, *, pretrained: str | None = None, window_size: int
     """The backbone called ``name`` (a key of ``BACKBONES``).
 
     ``window_size`` applies to Swin only, ``drop_path_rate`` to Swin and MiT (defaults:
-    ``protoseg.config.model.BACKBONE_DEFAULTS``); giving either to a family without it is an error.
+    ``protoseg.config.model.backbone_defaults``); giving either to a family without it is an error.
     ``pretrained`` may be a backbone file of ``protoseg convert-checkpoint`` (``weights.py``): built at
     random, then loaded strictly.
     """
@@ -34,12 +35,12 @@ def build_backbone(name: str, *, pretrained: str | None = None, window_size: int
         raise ValueError(f"drop_path_rate={drop_path_rate!r} applies to Swin and MiT only, not backbone={name!r}")
     converted = read_backbone_file(pretrained) if pretrained not in (None, "hub") else None
     kwargs: dict = {"pretrained": None if converted is not None else pretrained,
-                    **BACKBONE_DEFAULTS.get(family, {})}
+                    **backbone_defaults(name)}
     if window_size is not None:
         kwargs["window_size"] = window_size
     if drop_path_rate is not None:
         kwargs["drop_path_rate"] = drop_path_rate
-    if family == "swin":
+    if family == "swin" and name != "swin_micro":
         kwargs["img_size"] = img_size
     backbone = BACKBONES[name](**kwargs)
     if converted is not None:
@@ -57,9 +58,14 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
     "swin_tiny": lambda **kw: Swin(size="tiny", **kw),
     "swin_base": lambda **kw: Swin(size="base", **kw),
     **{f"mit_{v}": (lambda v: lambda **kw: MiT(variant=v, **kw))(v) for v in MIT_DEPTHS},
+    "resnet_micro": MicroResNet,
+    "hrnet_micro": MicroHRNet,
+    "swin_micro": MicroSwin,
+    "mit_micro": MicroMiT,
 }
 if tuple(BACKBONES) != BACKBONE_NAMES:  # the names live in protoseg/config/model.py (torch-free validation)
     raise ImportError(f"BACKBONES {tuple(BACKBONES)} differ from protoseg.config.model.BACKBONE_NAMES")
 
-__all__ = ["BACKBONES", "Backbone", "HRNetV2", "MiT", "ResNetV1c", "Swin", "backbone_family",
+__all__ = ["BACKBONES", "Backbone", "HRNetV2", "MiT", "MicroHRNet", "MicroMiT", "MicroResNet", "MicroSwin",
+           "ResNetV1c", "Swin", "backbone_family",
            "build_backbone", "mit_config"]
