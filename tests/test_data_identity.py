@@ -120,15 +120,15 @@ def ade(tmp_path_factory):
     return base / "dst"
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict"])
 def test_a_config_of_another_dataset_is_refused_before_any_model(ade, city, tmp_path, command):
     """A Cityscapes config on a prepared ADE20K root: exit 2, one error line naming the root, what it
     holds and what the config expects; nothing written."""
     out = tmp_path / "runs"
     if command == "train":
         cfg = write_config(tiny_config(ade, out), tmp_path / "run.yaml")
-        proc = run_cli(["train", "--config", str(cfg)])
-    else:  # a checkpoint of a Cityscapes run, evaluated on the ADE20K root
+        proc = run_cli(["train", "--config", str(cfg)], timeout=1500)  # guards a hang only
+    else:  # a checkpoint of a Cityscapes run, evaluated (or predicting) on the ADE20K root
         import torch
 
         from protoseg.engine.checkpoint import FORMAT_VERSION
@@ -136,7 +136,13 @@ def test_a_config_of_another_dataset_is_refused_before_any_model(ade, city, tmp_
         ck = tmp_path / "ck.pt"  # the model is never built: its weights are not needed
         torch.save({"format": FORMAT_VERSION, "config": tiny_config(city / "dst", out), "model": {},
                     "iteration": 0}, ck)
-        proc = run_cli(["evaluate", "--checkpoint", str(ck), f"data.root={ade}", "--out", str(out / "eval")])
+        if command == "evaluate":
+            proc = run_cli(["evaluate", "--checkpoint", str(ck), f"data.root={ade}", "--out", str(out / "eval")],
+                           timeout=1500)
+        else:
+            image = next((ade / "images" / "val").iterdir())
+            proc = run_cli(["predict", "--checkpoint", str(ck), "--set", f"data.root={ade}", "--out",
+                            str(out / "pred"), str(image)], timeout=1500)
     assert proc.returncode == 2, proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -171,3 +177,21 @@ def test_a_label_outside_the_classes_is_a_data_error_naming_the_file(city, tmp_p
     check_labels(np.array([[0, 18, 255]]), 19, 255)
     with pytest.raises(DataError, match=r"b\.png: label values \[-1, 19\]"):
         check_labels(np.array([[[0, 0]], [[-1, 19]]]), 19, 255, ["a.png", "b.png"])
+
+
+def test_a_bad_label_in_a_loader_worker_is_the_workers_one_line(city, tmp_path):
+    """torch re-raises a worker's DataError with the worker's traceback in its message: the error that
+    reaches the CLI is the worker's one line."""
+    from torch.utils.data import DataLoader
+
+    root = tmp_path / "bad"
+    shutil.copytree(city / "dst", root)
+    stem = (root / "splits" / "val.txt").read_text().split()[0]
+    label_path = root / "labels" / "val" / f"{stem}.png"
+    arr = np.array(Image.open(label_path))
+    arr[:2, :2] = 200
+    Image.fromarray(arr).save(label_path)
+    ds = SegmentationDataset.from_spec(root, get_spec("cityscapes", mini=True), train=False)
+    with pytest.raises(DataError) as err:
+        next(iter(DataLoader(ds, batch_size=1, num_workers=1, collate_fn=lambda b: b)))
+    assert str(err.value).startswith(f"{label_path}: label values [200]") and "\n" not in str(err.value)
