@@ -84,7 +84,7 @@ def classify(err: BaseException) -> tuple[int, str] | None:
         if kind is not None and isinstance(err, kind):
             return code, f"{prefix}{err}"
     if isinstance(err, user_error_types()):
-        return EXIT_USAGE, f"error: {err}"
+        return EXIT_USAGE, "error: " + " ".join(str(err).split())  # one line, whatever the message holds
     return None
 
 

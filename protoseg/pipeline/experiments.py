@@ -146,19 +146,29 @@ def _read_yaml(path: str | Path) -> Any:
     if not path.is_absolute() and not path.exists():
         path = REPO / path
     if not path.is_file():
-        raise ExperimentError(f"{path}: file not found")
-    return yaml.safe_load(path.read_text())
+        raise ExperimentError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ExperimentError(f"{path}: not a text file (not UTF-8); expected YAML") from None
+    except yaml.YAMLError as err:
+        raise ExperimentError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+    if not isinstance(data, dict):
+        raise ExperimentError(f"{path}: expected a mapping at the top level, got "
+                              f"{'an empty file' if data is None else type(data).__name__}")
+    return data
 
 
 def load_pipeline_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
-    cfg = _read_yaml(path or DEFAULT_PIPELINE_CONFIG) or {}
+    source = path or DEFAULT_PIPELINE_CONFIG
+    cfg = _read_yaml(source)
     cfg.update({k: v for k, v in (overrides or {}).items() if v is not None})
     if cfg.get("scale") not in ("mini", "paper"):
-        raise ExperimentError(f"pipeline config: scale={cfg.get('scale')!r}: expected mini or paper")
+        raise ExperimentError(f"{source}: scale={cfg.get('scale')!r}: expected mini or paper")
     try:
         cfg["seeds"] = parse_seeds(cfg.get("seeds", [0]))  # an int n means seeds 0..n-1
     except PipelineConfigError as err:
-        raise ExperimentError(f"pipeline config: {err}") from None
+        raise ExperimentError(f"{source}: {err}") from None
     return cfg
 
 
