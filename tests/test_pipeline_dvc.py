@@ -81,3 +81,18 @@ def test_record_lock_since_records_only_the_stages_written_after_it(repo, capsys
     assert "train_x_s0" in lock and "copy" not in lock
     assert _status("train_x_s0") == {}
     assert complete_stages(since=old + 3600) == ["train_x_s0"]
+
+
+def test_one_session_commit_writes_the_lock_dvc_commit_writes(repo):
+    """protoseg.pipeline.dvc_commit (the record step's one DVC session) gives byte for byte the dvc.lock of
+    `dvc commit -f` on the same stages."""
+    Path("in.txt").write_text("a\n")
+    Path("out.txt").write_text("a\n")
+    Path("run").mkdir()
+    Path("run/metrics.json").write_text("{}")
+    subprocess.run([sys.executable, "-m", "protoseg.pipeline.dvc_commit", "copy", "train_x_s0"], check=True)
+    ours = Path("dvc.lock").read_bytes()
+    Path("dvc.lock").unlink()
+    subprocess.run([BIN / "dvc", "commit", "-f", "-q", "copy", "train_x_s0"], check=True)
+    assert Path("dvc.lock").read_bytes() == ours
+    assert _status("copy") == {} and _status("train_x_s0") == {}
