@@ -7,7 +7,9 @@ no traceback, nothing written. Example counts are bounded so this stays in the f
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
+import os
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,8 @@ from protoseg.config.run import SECTIONS
 
 
 def _kind(hint) -> str:
-    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    h = args[0]
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    h = [a for a in typing.get_args(hint) if a is not type(None)][0] if union else hint
     origin = typing.get_origin(h)
     if origin in (list, tuple):
         return "list"
@@ -79,6 +81,10 @@ def unknown_key(draw):
     return name, f"{section}.{name}={draw(st.sampled_from(['1', 'abc', '[1]', '']))}"
 
 
+def EXAMPLES(n: int) -> int:  # noqa: N802 - bounded in the fast tier; BAD_INPUT_EXAMPLES=x10 for a deep run
+    return n * int(os.environ.get("BAD_INPUT_EXAMPLES", "1"))
+
+
 def _tree(path: Path) -> dict:
     return {p: p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
@@ -102,14 +108,14 @@ def _check(capsys, config_file, override, name):
     assert _tree(tmp) == before and not (tmp / "runs").exists()  # nothing written
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=EXAMPLES(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=bad_override())
 def test_a_bad_value_of_any_key_is_refused_naming_it(case, config_file, capsys):
     key, override = case
     _check(capsys, config_file, override, key)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=EXAMPLES(20), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=unknown_key())
 def test_an_unknown_key_is_refused_naming_it(case, config_file, capsys):
     name, override = case

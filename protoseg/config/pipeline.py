@@ -25,12 +25,19 @@ def parse_seeds(value: Any, where: str = "seeds") -> list[int]:
     if isinstance(value, bool):
         raise error
     if isinstance(value, int):
+        if value < 1:
+            raise error
         return list(range(value))
     items = [v for v in value.strip().strip("[]").split(",") if v.strip()] if isinstance(value, str) else value
-    try:
-        return [int(v) for v in items]
+    if not isinstance(items, (list, tuple)) or not items:
+        raise error
+    try:  # whole numbers only (1.5 is not a seed), each once, none negative
+        seeds = [v if isinstance(v, int) and not isinstance(v, bool) else int(str(v).strip()) for v in items]
     except (TypeError, ValueError):
         raise error from None
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise error
+    return seeds
 
 
 def root_pattern(roots: dict[str, str], where: str = "data.roots") -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .experiments import Entry, Plan
+from .experiments import Entry, ExperimentError, Plan
 
 COLUMNS = ["table", "row", "column", "paper_mIoU", "mIoU_mean", "mIoU_std", "seeds", "mIoU_per_seed", "delta",
            "paper_params_M", "ours_params_M", "run_params_M", "params_check", "params_note", "run",
@@ -140,7 +140,8 @@ def table_frame(plan: Plan, name: str, params: dict | None = None) -> pd.DataFra
             "params_check": check, "params_note": note, "run": key, **provenance(plan, key),
         })
     if not rows:
-        raise ValueError(f"no entries for table {name!r}")
+        known = sorted({e.table for e in plan.entries.values()})
+        raise ExperimentError(f"tables: no entries for table {name!r}; the experiment list has {', '.join(known)}")
     df = pd.DataFrame(rows, columns=COLUMNS)
     if name == "discrepancy":  # each method flip against the all-paper row, each recipe flip against the release
         base = df.loc[df["row"].str.startswith("paper (all"), "mIoU_mean"]
@@ -214,11 +215,12 @@ def build_tables(plan: Plan, names, *, out_dir: str | Path, params_file: str | P
     """Write ``<out_dir>/<name>.{md,csv,tex}`` for each table name (``table5a``..``d`` -> ``table5``)."""
     params = json.loads(Path(params_file).read_text())["entries"] if params_file else {}
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     stems = list(dict.fromkeys("table5" if n.startswith("table5") else n for n in names))
+    frames = {stem: table_frame(plan, stem, params) for stem in stems}  # every table known before writing
+    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for stem in stems:
-        df = table_frame(plan, stem, params)
+        df = frames[stem]
         title = _title(plan, stem)
         note = (f"Scale `{plan.scale}`, seeds {plan.seeds}; mIoU in %, mean, sample std (n/a for one seed) "
                 f"and the value of each seed; delta = ours - paper (percentage points). Params: the paper's, "
