@@ -9,7 +9,7 @@ run, so the fix answers "not cached" (what DVC does for any other stage it canno
 raising; nothing else changes.
 
 The patch is applied when ``dvc.stage.cache`` is imported, through a ``.pth`` file in the environment
-(``python -m protoseg._dvc_compat`` writes it; ``scripts/install.sh`` does so). It touches no module
+(``write_pth()``; ``scripts/install.sh`` calls it). It touches no module
 but DVC's, imports nothing at start-up beyond this file, and does nothing when DVC is not used.
 """
 from __future__ import annotations
@@ -78,7 +78,9 @@ def write_pth(site_dir: str | Path | None = None) -> Path:
     import sysconfig
 
     path = Path(site_dir or sysconfig.get_paths()["purelib"]) / PTH_NAME
-    path.write_text("import protoseg._dvc_compat as _m; _m.install_hook()\n")
+    # one line; an environment without protoseg (uninstalled) starts as if the file were not there
+    path.write_text("import sys; exec('try:\\n import protoseg._dvc_compat as m; m.install_hook()\\n"
+                    "except ImportError:\\n pass')\n")
     return path
 
 

@@ -19,7 +19,7 @@ quiet .venv/bin/pip install "torch==2.13.0"
 step "3/4 installing protoseg and its tools (Snakemake, DVC, MLflow, timm, transformers, pytest): several minutes"
 quiet .venv/bin/pip install -c constraints-cpu.txt -e ".[dev]"
 # DVC's `dvc repro --dry` fails on a fresh clone (treeverse/dvc#9818): a .pth file patches it (protoseg/_dvc_compat.py)
-.venv/bin/python -m protoseg._dvc_compat
+.venv/bin/python -c "from protoseg._dvc_compat import write_pth; print(write_pth())"
 step "4/4 checking the environment"
 .venv/bin/python - <<'PY'
 import torch

@@ -96,3 +96,14 @@ def test_one_session_commit_writes_the_lock_dvc_commit_writes(repo):
     subprocess.run([BIN / "dvc", "commit", "-f", "-q", "copy", "train_x_s0"], check=True)
     assert Path("dvc.lock").read_bytes() == ours
     assert _status("copy") == {} and _status("train_x_s0") == {}
+
+
+def test_the_environment_carries_the_dvc_dry_run_fix():
+    """scripts/install.sh writes protoseg_dvc_compat.pth (protoseg/_dvc_compat.py): DVC's run-cache check
+    answers 'not cached' for a dependency not made yet instead of failing `dvc repro --dry`."""
+    code = ("import dvc.stage.cache as c; from types import SimpleNamespace as N\n"
+            "class Dep:\n protocol = 'local'; def_path = 'x'\n def get_hash(self): raise FileNotFoundError('x')\n"
+            "stage = N(is_callback=False, always_changed=False, cmd='true', deps=[Dep()], outs=[1])\n"
+            "print(getattr(c._can_hash, '_protoseg_fixed', False), c._can_hash(stage))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "False"], ("run: python -c 'from protoseg._dvc_compat import write_pth; write_pth()'", out)
