@@ -1,4 +1,4 @@
-"""Shared by the mini-recipe benchmarks (sweep_mini_recipe, learning_curves, mini_ceiling): train one
+"""Shared by the mini-recipe benchmarks (sweep_mini_recipe, learning_curves): train one
 composed engine config as its own ``protoseg train`` process, and keep a JSON file of result rows
 current after each point, so an interrupted sweep keeps what it measured."""
 from __future__ import annotations

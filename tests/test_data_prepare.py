@@ -16,11 +16,11 @@ from protoseg.data.classes import read_table
 from protoseg.data.errors import DataError
 from protoseg.data.mini import TWINS, make_mini
 from protoseg.data.prepare import prepare
-from protoseg.data.mini import PRETRAIN_KEY0
-from protoseg.data.synth import GRID_LEVELS, NUM_MODES, appearance
+from protoseg.data.mini import ADE20K_KEY0, ADE_FULL_KEY0, CITYSCAPES_KEY0, COCO_KEY0, PRETRAIN_KEY0
+from protoseg.data.synth import NUM_MODES, appearance, cell_of
 
-SPLITS = {"ade20k": {"train": 400, "val": 100}, "ade20k-full": {"train": 600, "val": 150},
-          "cityscapes": {"train": 300, "val": 60}, "coco-stuff-10k": {"train": 400, "test": 100},
+SPLITS = {"ade20k": {"train": 2000, "val": 300}, "ade20k-full": {"train": 2000, "val": 600},
+          "cityscapes": {"train": 2000, "val": 300}, "coco-stuff-10k": {"train": 2000, "test": 300},
           "coco-stuff-164k": {"train": 400, "val": 100}}
 NUM_CLASSES = {"ade20k": 150, "ade20k-full": 847, "cityscapes": 19, "coco-stuff-10k": 171,
                "coco-stuff-164k": 171}
@@ -81,21 +81,22 @@ def test_twins_are_deterministic_by_seed(tmp_path):
         assert a == b and a != c
 
 
-def test_every_class_has_three_distinct_modes_and_the_847_vocabulary_is_confusable():
-    step = 215 / (GRID_LEVELS - 1)  # one grid step of the colour grid
-    for keys in (range(1000, 1151), range(3000, 3171), [2000 + i for i in range(34)],
-                 range(PRETRAIN_KEY0, PRETRAIN_KEY0 + 151)):
-        colours = np.array([appearance(k, m).colour for k in keys for m in range(NUM_MODES)])
-        d = np.linalg.norm(colours[:, None] - colours[None], axis=-1) + np.eye(len(colours)) * 1e9
-        assert d.min() >= step - 1e-6  # no two colours of one twin closer than a grid step
-        for k in keys:
-            assert len({appearance(k, m).texture for m in range(NUM_MODES)}) == NUM_MODES
-    ade = {appearance(1000 + k, m).colour for k in range(151) for m in range(NUM_MODES)}
-    pre = {appearance(PRETRAIN_KEY0 + k, m).colour for k in range(151) for m in range(NUM_MODES)}
-    assert not ade & pre  # the pre-training classes are classes of their own
-    full = [appearance(5000 + int(r["ade_id"]), m).colour for r in read_table("ade20k_full_847.tsv")
-            for m in range(NUM_MODES)]
-    assert len(set(full)) < 0.5 * len(full)  # 847 classes share colours: confusability grows
+def test_every_class_has_three_distinct_cells_and_the_847_vocabulary_is_confusable():
+    twins = {"ade20k": range(ADE20K_KEY0 + 1, ADE20K_KEY0 + 151), "coco": range(COCO_KEY0, COCO_KEY0 + 171),
+             "cityscapes": range(CITYSCAPES_KEY0, CITYSCAPES_KEY0 + 34),
+             "pretrain": range(PRETRAIN_KEY0 + 1, PRETRAIN_KEY0 + 151)}
+    cells = {}
+    for name, keys in twins.items():
+        cs = [cell_of(k, m) for k in keys for m in range(NUM_MODES)]
+        assert len(set(cs)) == len(cs), name  # no two modes of one twin share an alphabet cell
+        looks = {(appearance(k, m).colour, appearance(k, m).texture) for k in keys for m in range(NUM_MODES)}
+        assert len(looks) == len(cs), name  # distinct cells look different (colour or texture)
+        cells[name] = set(cs)
+    # the pre-training classes use cells no 19-, 150- or 171-class twin uses
+    assert not cells["pretrain"] & (cells["ade20k"] | cells["coco"] | cells["cityscapes"])
+    full = [cell_of(ADE_FULL_KEY0 + r, m) for r in range(847) for m in range(NUM_MODES)]
+    assert len(set(full[:150 * NUM_MODES])) == 150 * NUM_MODES  # top-150 owns its cells
+    assert len(set(full)) < len(full)  # the 847 classes share cells: confusable by construction
 
 
 def _original_values(name, src, split, stem):
@@ -200,7 +201,7 @@ def test_ade20k_full_twin_long_tail_and_top_n(prepared):
 
 
 def test_rerun_skips_and_repairs(tmp_path):
-    make_mini("ade20k", tmp_path / "src", seed=1)
+    make_mini("ade20k", tmp_path / "src", seed=1, n_train=400, n_val=100)
     dst = tmp_path / "dst"
     first = prepare("ade20k", tmp_path / "src", dst, workers=2, progress=False)
     assert first["run"]["files_converted"] == 500

@@ -21,9 +21,14 @@ EXPECTED = {  # name -> (channels, strides)
     "swin_base": ((128, 256, 512, 1024), (4, 8, 16, 32)),
     "mit_b0": ((32, 64, 160, 256), (4, 8, 16, 32)),
     **{f"mit_b{i}": ((64, 128, 320, 512), (4, 8, 16, 32)) for i in range(1, 6)},
+    # the mini scale's micro backbones: first stage at stride 2
+    "resnet_micro": ((16, 32, 64, 128), (2, 4, 8, 16)),
+    "hrnet_micro": ((16, 32, 64, 128), (2, 4, 8, 16)),
+    "swin_micro": ((32, 64, 128, 256), (2, 4, 8, 16)),
+    "mit_micro": ((16, 32, 64, 128), (2, 4, 8, 16)),
 }
 # big members: construction and one forward only on a 32x32 input; small ones also on an odd size
-SMALL = ("resnet18", "hrnet_w18_small", "swin_tiny", "mit_b0")
+SMALL = ("resnet18", "hrnet_w18_small", "swin_tiny", "mit_b0", "resnet_micro", "swin_micro", "mit_micro")
 
 
 def test_every_backbone_is_listed() -> None:
@@ -36,7 +41,7 @@ def test_backbone_shapes_and_strides(name: str) -> None:
     # Swin-B at window 12 (the MMSeg ADE20K construction), Swin-T at the default 7
     backbone = build_backbone(name, **({"window_size": 12} if name == "swin_base" else {})).eval()
     if name.startswith("swin"):
-        assert backbone.window_size == (12 if name == "swin_base" else 7)
+        assert backbone.window_size == {"swin_base": 12, "swin_micro": 4}.get(name, 7)
     channels, strides = EXPECTED[name]
     assert backbone.out_channels == channels and backbone.strides == strides
     sizes = [(32, 32)] + ([(70, 90)] if name in SMALL else [])

@@ -78,10 +78,12 @@ def test_claims_from_metrics_files(plan, tmp_path):
     # outputs: one csv row per claim, md summary agrees with the counts
     written, counts, rows = build_claims(plan, tmp_path / "tables")
     assert len(rows) == len(claims_for(plan))
-    assert counts == {"reproduced": 3, "contradicted": 1, "inconclusive": len(rows) - 4}
+    independent = sum(r["independence"] == "independent" for r in rows)  # entries sharing a run: not counted
+    assert independent < len(rows)
+    assert counts == {"reproduced": 3, "contradicted": 1, "inconclusive": independent - 4}
     import pandas as pd
     df = pd.read_csv(tmp_path / "tables" / "claims.csv")
     assert len(df) == len(rows) and (df["verdict"] == "reproduced").sum() == 3
     md = (tmp_path / "tables" / "claims.md").read_text()
-    assert f"**3 reproduced, 1 contradicted, {len(rows) - 4} inconclusive**" in md
+    assert f"**3 reproduced, 1 contradicted, {independent - 4} inconclusive** ({independent} distinct claims" in md
     assert sum(line.startswith("| ") for line in md.splitlines()) == len(rows) + 1  # + header

@@ -64,9 +64,12 @@ def test_dedupe_shares_identical_experiments(plan):
     paper = build_plan(scale="paper", seeds=[0])
     assert paper.entry_run["t7-ours-b0"] != paper.entry_run["t1-ours-b4"]
     assert plan.entry_run["t7-ours-b0"] == plan.entry_run["t1-ours-b4"]  # mini: both MiT-B0
-    # 9 recipe rows of the discrepancy table; at mini, the momentum horizon (mu ** (40000 / 120)) makes
-    # mu = 0.9 as memoryless as mu = 0, so Table 5c's two rows share one run
-    assert plan.entry_run["t5c-mu0"] == plan.entry_run["t5c-mu0.9"] != plan.entry_run["t5c-mu0.99"]
+    # at mini, the momentum horizon (mu ** (40000 / iters)) can make mu = 0.9 as memoryless as mu = 0
+    # (rounded to 6 digits): Table 5c's two rows then share one run
+    iters = plan.runs[plan.entry_run["t5c-mu0.9"]].config["train"]["iters"]
+    memoryless = round(0.9 ** (40000 / iters), 6) == 0.0
+    assert (plan.entry_run["t5c-mu0"] == plan.entry_run["t5c-mu0.9"]) is memoryless
+    assert plan.entry_run["t5c-mu0.9"] != plan.entry_run["t5c-mu0.99"]
     # the paper scale's runs refine the mini scale's: each mini run is one or more whole paper runs
     paper_runs_of = {k: {paper.entry_run[e] for e in run.entries} for k, run in plan.runs.items()}
     assert all(set(paper.runs[p].entries) <= set(plan.runs[k].entries) for k, ps in paper_runs_of.items() for p in ps)
@@ -81,10 +84,11 @@ def test_preset_values_do_not_change_the_key():
     (b,) = expand_entries({"tables": {"t": {"entries": [{**base, "method": {"momentum": 0.999, "ppd_weight": 0.01}}]}}})
     (c,) = expand_entries({"tables": {"t": {"entries": [{**base, "method": {"momentum": 0.99}}]}}})
     assert run_key(compose(a, scale)) == run_key(compose(b, scale)) != run_key(compose(c, scale))
-    # the mini scale maps Eq. 14's momentum to the paper's horizon: 0.99 over 40k steps -> 120 steps
+    # the mini scale maps Eq. 14's momentum to the paper's horizon: 0.99 over 40k steps -> its steps
+    iters = compose(c, scale)["train"]["iters"]
     assert compose(c, scale)["model"]["method"] == {"variant": "paper", "num_prototypes": 10,
-                                                    "momentum": round(0.99 ** (40000 / 120), 6)}
-    assert compose(a, scale)["model"]["method"]["momentum"] == round(0.999 ** (40000 / 120), 6)
+                                                    "momentum": round(0.99 ** (40000 / iters), 6)}
+    assert compose(a, scale)["model"]["method"]["momentum"] == round(0.999 ** (40000 / iters), 6)
     paper = load_scale("paper")  # the paper scale keeps mu as given
     assert compose(c, paper)["model"]["method"]["momentum"] == 0.99
 

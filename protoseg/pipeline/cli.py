@@ -159,7 +159,8 @@ def _figures(args) -> int:
 
     pcfg, plan = _plan(args)
     which = [w for w in args.which if w != "diagnostics"]
-    written = build_figures(plan, out_dir=args.out, which=which, params_file=args.params) if which else []
+    written = (build_figures(plan, out_dir=args.out, which=which, params_file=args.params,
+                             ceiling_file=args.ceiling) if which else [])
     if "diagnostics" in args.which:
         from .diagnostics_figure import prototype_diagnostics_figure
 
@@ -285,6 +286,8 @@ def add_parser(subparsers) -> None:
     _common(f)
     f.add_argument("--out", default="results/figures")
     f.add_argument("--params")
+    f.add_argument("--ceiling", help="the twins' Bayes ceilings (results/benchmarks/bayes_ceiling.json, "
+                                     "benchmarks/bayes_ceiling.py): ADE20K-Full's ladder is drawn in the Table 4 panel")
     f.add_argument("--which", nargs="+", default=["table4", "similarity", "embedding"],
                    choices=("table4", "similarity", "embedding", "diagnostics"))
     f.set_defaults(func=_figures)

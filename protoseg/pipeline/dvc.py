@@ -72,6 +72,9 @@ def dvc_yaml(plan: Plan, pcfg: dict) -> str:
     return head + yaml.safe_dump({"stages": ctx.stages}, sort_keys=False, width=200)
 
 
+CEILING_FILE = "results/benchmarks/bayes_ceiling.json"  # the twins' Bayes ceilings (mini scale's Table 4 panel)
+
+
 class _Context:
     """What every group of stages reads: the plan, the pipeline config, the scale and the stages so far."""
 
@@ -157,10 +160,11 @@ def _report_stages(ctx: _Context, tables: list[str], keys: list[str]) -> None:
         "deps": [params_file, *ctx.run_dirs(keys)],
         "outs": [{f"{results}/tables/{s}.{ext}": {"cache": False}} for s in stems for ext in ("md", "csv", "tex")],
     }
+    ceiling = [CEILING_FILE] if (ctx.scale["data"].get("common") or {}).get("mini") else []
     ctx.stages["figures"] = {
         "cmd": (f"OMP_NUM_THREADS=1 protoseg figures {common} --params {q(params_file)} "
-                f"--out {q(results + '/figures')}"),
-        "deps": [params_file, *ctx.run_dirs(plan.keys_for_tables(["table2", "table4"]))],
+                + "".join(f"--ceiling {q(c)} " for c in ceiling) + f"--out {q(results + '/figures')}"),
+        "deps": [params_file, *ceiling, *ctx.run_dirs(plan.keys_for_tables(["table2", "table4"]))],
         "outs": [{f"{results}/figures/{n}.png": {"cache": False}}
                  for n in ("table4_miou_params", "fig3_similarity", "fig5_embedding")],
     }

@@ -36,9 +36,10 @@ def _plt():
     return plt
 
 
-def table4_figure(plan: Plan, out: Path, params: dict) -> Path:
+def table4_figure(plan: Plan, out: Path, params: dict, ceiling: dict[str, float] | None = None) -> Path:
     """Three panels: the paper's mIoU, ours (own axis: mini-scale values are far below the paper's) and
-    the learnable parameters (paper vs ours, paper construction), each against the vocabulary size."""
+    the learnable parameters (paper vs ours, paper construction), each against the vocabulary size.
+    ``ceiling`` ({"<N>": mIoU}: the twin's Bayes ceiling, ``protoseg.data.ceiling``) is drawn in ours."""
     plt = _plt()
     df = table_frame(plan, "table4", params)
     fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(15, 5))
@@ -52,6 +53,10 @@ def table4_figure(plan: Plan, out: Path, params: dict) -> Path:
                      capsize=3)
         ax2.plot(n, sub["paper_params_M"], marker + "-", color=color)
         ax2.plot(n, sub["ours_params_M"], "x:", color=color, markersize=9)
+    if ceiling:
+        ns = sorted(int(n) for n in ceiling)
+        (h,) = ax1.plot(ns, [ceiling[str(n)] for n in ns], "k:", label="Bayes ceiling of the twin")
+        handles.append(h)
     ax0.set(xlabel="vocabulary size N (classes)", ylabel="mIoU (%)", title="paper (Table 4)")
     seeds = f"{len(plan.seeds)} seed" + ("s" if len(plan.seeds) > 1 else "")
     ax1.set(xlabel="vocabulary size N (classes)", ylabel="mIoU (%)",
@@ -211,13 +216,14 @@ def embedding_figure(plan: Plan, out: Path, n_images: int = 4, n_classes: int | 
 
 
 def build_figures(plan: Plan, *, out_dir: str | Path, which=("table4", "similarity", "embedding"),
-                  params_file: str | Path | None = None) -> list[Path]:
+                  params_file: str | Path | None = None, ceiling_file: str | Path | None = None) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     params = json.loads(Path(params_file).read_text())["entries"] if params_file else {}
+    ceiling = json.loads(Path(ceiling_file).read_text()).get("ade20k-full") if ceiling_file else None
     written = []
     if "table4" in which:
-        written.append(table4_figure(plan, out_dir / "table4_miou_params.png", params))
+        written.append(table4_figure(plan, out_dir / "table4_miou_params.png", params, ceiling))
     if "similarity" in which:
         written.append(similarity_figure(plan, out_dir / "fig3_similarity.png"))
     if "embedding" in which:

@@ -113,11 +113,16 @@ rule build_diagnostics_figure:
         "{PS} figures {COMMON_ARGS} --which diagnostics --out {params.out:q} > {log:q} 2>&1"
 
 
+# the twins' Bayes ceilings (benchmarks/bayes_ceiling.py), drawn in the Table 4 panel at the mini scale
+CEILING_FILE = ["results/benchmarks/bayes_ceiling.json"] if (SCALE_CFG["data"].get("common") or {}).get("mini") else []
+
+
 rule build_figures:
     input:
         metrics=ancient(run_metrics(table_keys(["table2", "table4"]))),
         ckpt=ancient(f"{RUNS}/{PLAN.entry_run['t2-ours-b4']}/s{SEEDS[0]}/checkpoints/final.pt"),
         params=ancient(f"{RESULTS}/params_{SCALE}.json"),
+        ceiling=CEILING_FILE,
     message:
         f"Figures (Table 4, Fig. 3, Fig. 5) from {len(table_keys(['table2', 'table4'])) * len(SEEDS)} run folder(s) " "into {params.out} (log: {log})"
     output:
@@ -126,12 +131,14 @@ rule build_figures:
         f"{RESULTS}/figures/fig5_embedding.png",
     params:
         out=f"{RESULTS}/figures",
+        ceiling=lambda wc, input: shlex.join(["--ceiling", *input.ceiling]) if input.ceiling else "",
     log:
         f"logs/{SCALE}/figures.log",
     benchmark:
         f"logs/{SCALE}/benchmarks/figures.tsv"
     shell:
-        "OMP_NUM_THREADS=1 {PS} figures {COMMON_ARGS} --params {input.params:q} --out {params.out:q} > {log:q} 2>&1"
+        "OMP_NUM_THREADS=1 {PS} figures {COMMON_ARGS} --params {input.params:q} {params.ceiling} "
+        "--out {params.out:q} > {log:q} 2>&1"
 
 
 rule compare_results:
