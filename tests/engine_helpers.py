@@ -50,6 +50,16 @@ def cli_env(**extra) -> dict:
     return env
 
 
+def pipeline_env() -> dict:
+    """The environment of the real Snakemake/DVC/git runs in the pipeline tests: this venv's tools
+    first, one thread, offline, a git identity, no inherited MLflow store."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               DVC_NO_ANALYTICS="1", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
 def run_cli(args: list[str], *, env: dict | None = None, timeout: int = 300, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "protoseg.cli", *args], capture_output=True, text=True,
                           env=env or cli_env(), timeout=timeout, cwd=REPO, **kw)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from protoseg.pipeline.experiments import build_plan, pretrain_backbones
+from tests.engine_helpers import pipeline_env
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -28,11 +29,7 @@ PIPELINE_FILES = ("Snakefile", "workflows", "configs", "dvc.yaml")
 
 
 def _env():
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", DVC_NO_ANALYTICS="1",
-               OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", GIT_AUTHOR_NAME="t",
-               GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return env
+    return pipeline_env()
 
 
 def _run(args, cwd, timeout=600, check=True):
