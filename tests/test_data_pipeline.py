@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from protoseg.data import transforms as T
 from protoseg.data.dataset import SegmentationDataset, ShardSampler
@@ -140,3 +141,21 @@ def test_eval_loader_and_top_n_label_set(roots):
 def test_shard_sampler_covers_each_index_once(n, world):
     seen = [i for r in range(world) for i in ShardSampler(n, r, world)]
     assert sorted(seen) == list(range(n))
+
+
+def test_resize_image_matches_torch_bilinear_and_ignores_thread_count():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    t = torch.from_numpy(img).permute(2, 0, 1)[None].double()
+    for h, w in ((20, 31), (74, 106), (90, 41)):
+        ref = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
+        before = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)
+            one = T.resize_image(img, w, h)
+            torch.set_num_threads(2)
+            two = T.resize_image(img, w, h)
+        finally:
+            torch.set_num_threads(before)
+        assert np.array_equal(one, two)
+        assert np.abs(one.astype(np.float64) - ref).max() <= 0.5 + 1e-9  # torch's bilinear, rounded

@@ -13,7 +13,6 @@ import dataclasses
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
@@ -34,13 +33,28 @@ def rescale_size(w: int, h: int, scale: tuple[int, int]) -> tuple[int, int]:
     return int(w * factor + 0.5), int(h * factor + 0.5)
 
 
+def _linear_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Half-pixel-centre source taps (i0, i1) and the weight of i1 for each output index."""
+    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    return i0, np.minimum(i0 + 1, n_in - 1), src - i0
+
+
 def resize_image(img: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Bilinear resize (no antialiasing, half-pixel centres, as cv2.INTER_LINEAR)."""
+    """Bilinear resize (no antialiasing, half-pixel centres, as cv2.INTER_LINEAR).
+
+    Written in numpy on purpose: torch's CPU bilinear kernel rounds differently with the number
+    of threads, so the same sample would get other pixels in a 1-thread loader worker than in a
+    multi-threaded process; this one gives the same bytes at any thread count.
+    """
     if img.shape[:2] == (h, w):
         return img
-    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
-    t = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
-    return t[0].permute(1, 2, 0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+    y0, y1, wy = _linear_taps(h, img.shape[0])
+    x0, x1, wx = _linear_taps(w, img.shape[1])
+    f = img.astype(np.float64)
+    rows = f[y0] * (1.0 - wy)[:, None, None] + f[y1] * wy[:, None, None]
+    out = rows[:, x0] * (1.0 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def resize_nearest(label: np.ndarray, w: int, h: int) -> np.ndarray:
