@@ -159,3 +159,18 @@ def test_resize_image_matches_torch_bilinear_and_ignores_thread_count():
             torch.set_num_threads(before)
         assert np.array_equal(one, two)
         assert np.abs(one.astype(np.float64) - ref).max() <= 0.5 + 1e-9  # torch's bilinear, rounded
+
+
+def test_epoch_items_decode_each_file_once_with_cache_decoded(roots):
+    spec = get_spec("ade20k", mini=True)
+    ds = SegmentationDataset.from_spec(roots["ade20k"], spec, train=True, seed=7)
+    reads = []
+    load = ds.load
+    ds.load = lambda i: reads.append(i) or load(i)  # a counting wrapper around the real decoder
+    items = EpochItems(ds)
+    first = [items[(e, i)]["image"] for e in (0, 1) for i in (3, 5)]
+    assert reads == [3, 5, 3, 5]  # no cache: every epoch decodes again
+    ds.cache_decoded, reads[:] = True, []
+    cached = [items[(e, i)]["image"] for e in (0, 1) for i in (3, 5)]
+    assert reads == [3, 5]  # decoded once, reused by the next epoch
+    assert all(torch.equal(a, b) for a, b in zip(first, cached))  # same augmented samples

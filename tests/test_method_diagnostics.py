@@ -193,3 +193,24 @@ def test_figures_cli_reads_the_plans_run_dirs(tmp_path) -> None:
     assert main(["figures", "--which", "diagnostics", "--scale", "mini", "--runs-dir", str(tmp_path / "runs"),
                  "--seeds", "0,1", "--out", str(out)]) == 0
     assert (out / "prototype_diagnostics.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("test_mode", ["whole", "slide"])
+def test_batched_evaluation_equals_one_image_at_a_time(test_mode: str) -> None:
+    """Items of one size are stacked into one forward in whole mode: the confusion matrix and the
+    prototype diagnostics equal those of one item per batch; a batch of mixed sizes is split."""
+    from protoseg.engine.evaluate import evaluate_model
+    from protoseg.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(backbone="mit_b0", head="prototype", num_classes=3, num_prototypes=4)
+    spec = SimpleNamespace(num_classes=3, ignore_index=255, test_mode=test_mode, slide_crop=(32, 32),
+                           slide_stride=(32, 32))
+    gen = torch.Generator().manual_seed(2)
+    sizes = [(32, 32)] * 4 + [(64, 32)] * 2  # a change of size inside the batch
+    images = [torch.randn(3, h, w, generator=gen) for h, w in sizes]
+    labels = [torch.randint(0, 3, (h, w), generator=gen) for h, w in sizes]
+    one = evaluate_model(model, [{"image": [i], "label": [lb]} for i, lb in zip(images, labels)], spec)
+    batched = evaluate_model(model, [{"image": images, "label": labels}], spec)
+    assert batched["confusion"] == one["confusion"] and sum(map(sum, one["confusion"])) == 4 * 32 * 32 + 2 * 64 * 32
+    assert batched["prototype_diagnostics"]["win_counts"] == one["prototype_diagnostics"]["win_counts"]

@@ -79,13 +79,17 @@ class SegmentationDataset(Dataset):
         check_labels(label, self.num_classes, self.ignore_index, [str(label_path)])
         return image, label
 
-    def __getitem__(self, i: int) -> dict:
+    def decoded(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """``load(i)``, from memory after the first read when ``cache_decoded`` is set (a copy: the
+        pipeline may write in place)."""
         if not self.cache_decoded:
-            image, label = self.load(i)
-        else:
-            if i not in self._decoded:
-                self._decoded[i] = self.load(i)
-            image, label = (a.copy() for a in self._decoded[i])  # the pipeline may write in place
+            return self.load(i)
+        if i not in self._decoded:
+            self._decoded[i] = self.load(i)
+        return tuple(a.copy() for a in self._decoded[i])
+
+    def __getitem__(self, i: int) -> dict:
+        image, label = self.decoded(i)
         out = self.pipeline(image, label, np.random.default_rng([self.seed, 0, i]))
         out["stem"], out["index"] = self.stems[i], i
         return out

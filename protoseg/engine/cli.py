@@ -55,7 +55,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     run = load_run(args.checkpoint, args.overrides)
     split = args.split or run.spec.eval_split
-    loader = build_eval_loader(run.cfg.data.root, run.spec, split, num_workers=args.workers)
+    loader = build_eval_loader(run.cfg.data.root, run.spec, split, num_workers=args.workers,
+                               batch_size=run.cfg.data.eval_batch_size)
     metrics = evaluate_model(run.model, loader, run.spec, device=run.device, progress=not args.quiet)
     out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent.parent / f"eval_{split}"
     path = write_eval_outputs(out, metrics, run.spec.class_names, extra={

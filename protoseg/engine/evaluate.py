@@ -24,11 +24,13 @@ from protoseg.heads.prototype import PrototypeHead
 from protoseg.method.diagnostics import PrototypeDiagnostics
 
 
-def build_eval_loader(root: str | Path, spec, split: str, *, num_workers: int = 0,
+def build_eval_loader(root: str | Path, spec, split: str, *, num_workers: int = 0, batch_size: int = 1,
                       rank: int = 0, world_size: int = 1) -> torch.utils.data.DataLoader:
+    """The evaluation split's loader: ``batch_size`` items per batch (``data.eval_batch_size``; items
+    of one size go through the model together in whole-image mode)."""
     ds = SegmentationDataset.from_spec(root, spec, split, train=False)
     return torch.utils.data.DataLoader(
-        ds, batch_size=1, sampler=ShardSampler(len(ds), rank, world_size), num_workers=num_workers,
+        ds, batch_size=batch_size, sampler=ShardSampler(len(ds), rank, world_size), num_workers=num_workers,
         collate_fn=collate_test, generator=torch.Generator().manual_seed(0))  # no global RNG draw
 
 
@@ -61,13 +63,12 @@ def evaluate_model(model: nn.Module, loader, spec, *, device: torch.device | str
         items = tqdm(loader, desc="eval", dynamic_ncols=True)
     try:
         for batch in items:
-            for image, label in zip(batch["image"], batch["label"]):
-                image = image.unsqueeze(0).to(device)
-                label = label.to(device)
+            for image, label in _forward_groups(batch, spec):
+                image, label = image.to(device), label.to(device)
                 if diag is not None:
                     windows[:] = _label_windows(label, image, spec)
                 logits = inference(model_fn, image, spec, tuple(label.shape[-2:]), align_corners=align_corners)
-                metric.update(logits.argmax(1)[0], label)
+                metric.update(logits.argmax(1), label)
     finally:
         model.train(was_training)
     metric.reduce_()
@@ -79,10 +80,25 @@ def evaluate_model(model: nn.Module, loader, spec, *, device: torch.device | str
     return result
 
 
+def _forward_groups(batch: dict, spec):
+    """``([B, 3, h, w] images, [B, H, W] labels)`` per forward: consecutive items of one image and
+    label size stacked in whole-image mode (the mini scale's twins: one forward per batch), one item
+    per forward in sliding-window mode."""
+    group: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for image, label in zip(batch["image"], batch["label"]):
+        if group and (spec.test_mode == "slide" or image.shape != group[0][0].shape
+                      or label.shape != group[0][1].shape):
+            yield torch.stack([g[0] for g in group]), torch.stack([g[1] for g in group])
+            group = []
+        group.append((image, label))
+    if group:
+        yield torch.stack([g[0] for g in group]), torch.stack([g[1] for g in group])
+
+
 def _label_windows(label: torch.Tensor, image: torch.Tensor, spec) -> list[torch.Tensor]:
     """The label under each window ``inference`` feeds the model (nearest-resized to the image)."""
     h, w = image.shape[-2:]
-    lab = label.view(1, 1, *label.shape[-2:])
+    lab = label.view(-1, 1, *label.shape[-2:])
     if tuple(lab.shape[-2:]) != (h, w):
         lab = torch.nn.functional.interpolate(lab.float(), size=(h, w), mode="nearest").long()
     if spec.test_mode != "slide":

@@ -93,7 +93,7 @@ class EpochItems(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
         epoch, i = key
-        image, label = self.ds.load(i)
+        image, label = self.ds.decoded(i)
         out = self.ds.pipeline(image, label, np.random.default_rng([self.ds.seed, epoch, i]))
         return {"image": out["image"], "label": out["label"]}
 
@@ -420,7 +420,8 @@ def _loaders(t: _Training) -> tuple[IterationBatchSampler, DataLoader, DataLoade
     loader = DataLoader(EpochItems(dataset), batch_sampler=sampler, num_workers=cfg.data.num_workers,
                         pin_memory=info.device.type == "cuda",
                         generator=torch.Generator().manual_seed(cfg.run.seed))
-    eval_loader = build_eval_loader(cfg.data.root, t.spec, t.spec.eval_split, num_workers=0, rank=info.rank,
+    eval_loader = build_eval_loader(cfg.data.root, t.spec, t.spec.eval_split, num_workers=0,
+                                    batch_size=cfg.data.eval_batch_size, rank=info.rank,
                                     world_size=info.world_size)
     return sampler, loader, eval_loader
 
