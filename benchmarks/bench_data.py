@@ -5,8 +5,8 @@
 1. Writes an ADEChallengeData2016-format set of ``--images`` training images at ADE20K's typical
    size (512x683) with ``make-mini``'s generator, then times ``prepare`` (fresh, and a re-run that
    skips every file after checking its sha256).
-2. Times the loader the trainer uses (``protoseg.engine.train``: ``IterationBatchSampler`` over
-   items keyed by ``(epoch, index)``, built as ``_train`` builds it; the full recipe pipeline:
+2. Times the loader the trainer uses (``protoseg.engine.data_order``: ``IterationBatchSampler`` over
+   items keyed by ``(epoch, index)``, built as ``train._loaders`` builds it; the full recipe pipeline:
    ratio-range resize from base scale (2048, 512), 512x512 crop with cat_max_ratio, flip,
    photometric distortion, normalise, pad) with ``--workers`` worker processes and batch 8, in
    images per second after one warm-up batch; and the same at the miniature twins' crop (128x128).
@@ -28,11 +28,11 @@ from protoseg.data.identity import check_root_identity
 from protoseg.data.mini import make_mini
 from protoseg.data.prepare import prepare
 from protoseg.data.specs import get_spec
-from protoseg.engine.train import IterationBatchSampler, EpochItems
+from protoseg.engine.data_order import IterationBatchSampler, EpochItems
 
 
 def trainer_loader(ds: SegmentationDataset, *, batch: int, workers: int, iters: int, seed: int = 0):
-    """The training loader exactly as ``protoseg.engine.train._train`` builds it (1 process)."""
+    """The training loader exactly as ``protoseg.engine.train._loaders`` builds it (1 process)."""
     sampler = IterationBatchSampler(len(ds), global_batch=batch, grad_accum=1, rank=0, world_size=1,
                                     seed=seed, start=0, total=iters)
     return torch.utils.data.DataLoader(EpochItems(ds), batch_sampler=sampler, num_workers=workers,

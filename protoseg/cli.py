@@ -2,21 +2,9 @@
 
 Each subcommand lives in the module that implements it and registers itself through
 ``add_parser(subparsers)``; this file only assembles them and applies the one exit contract of the
-whole CLI (docs/errors.md):
-
-====  =====================================================================================
-0     done
-1     an unexpected internal error (a bug: the traceback is printed; please report it)
-2     a user error: bad argument, config, data, checkpoint or run folder; ONE line ``error: ...``
-      naming the file, key or value and what was expected; nothing written or lost
-3     a loss term became NaN/inf (the last good checkpoint is kept)
-74    an environment fault (EX_IOERR): disk full (ENOSPC/EDQUOT), permission denied
-      (EACCES/EPERM/EROFS), an I/O error; one line naming the file
-75    preempted (SIGUSR1/SIGTERM) after writing a checkpoint (EX_TEMPFAIL): rerun with
-      ``--resume auto``; the only status the workflow retries
-130   interrupted by Ctrl-C (SIGINT) after writing a checkpoint; a second Ctrl-C aborts at once
-      (also 130, no new checkpoint)
-====  =====================================================================================
+whole CLI (docs/errors.md): the statuses of ``protoseg.engine.signals`` (0 done, 1 a bug with its
+traceback, 2 a user error on ONE ``error: ...`` line, 3 a non-finite loss, 74 an environment fault,
+75 preempted after a checkpoint, 130 interrupted by Ctrl-C).
 """
 from __future__ import annotations
 
@@ -26,6 +14,8 @@ import importlib
 import sys
 
 import protoseg
+from protoseg.engine.signals import (EXIT_INTERRUPTED, EXIT_IOERR, EXIT_NONFINITE, EXIT_PREEMPTED, EXIT_USAGE,
+                                     Interrupted, NonFiniteLossError, Preempted)
 
 # module path -> the subcommands it provides (imported lazily so `protoseg --help` stays fast)
 SUBCOMMAND_MODULES: tuple[str, ...] = (
@@ -35,22 +25,16 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "protoseg.convert",
     "protoseg.engine.export",
 )
-EXIT_USAGE = 2
-EXIT_NONFINITE = 3
-EXIT_IOERR = 74
-EXIT_PREEMPTED = 75
-EXIT_INTERRUPTED = 130
 # the user-error exceptions of the package, all exit 2 with one line ``error: <message>`` (looked up
 # only in modules already imported: the one that raised is)
-USER_ERRORS = (("protoseg.config.run", "ConfigError"), ("protoseg.engine.checkpoint", "CheckpointError"),
+USER_ERRORS = (("protoseg.config.errors", "ConfigError"), ("protoseg.engine.checkpoint", "CheckpointError"),
                ("protoseg.data.errors", "DataError"), ("protoseg.engine.tracking", "TrackingError"),
                ("protoseg.pipeline.experiments", "ExperimentError"),
                ("protoseg.config.pipeline", "PipelineConfigError"), ("protoseg.convert.errors", "ConvertError"),
                ("protoseg.pipeline.compare", "CompareError"))
-# the training's stops that are not user errors: (module, exception, exit status, message prefix)
-TRAINING_STOPS = (("protoseg.engine.train", "NonFiniteLossError", EXIT_NONFINITE, "error: "),
-                  ("protoseg.engine.train", "Preempted", EXIT_PREEMPTED, ""),
-                  ("protoseg.engine.train", "Interrupted", EXIT_INTERRUPTED, ""))
+# the training's stops that are not user errors: (exception, exit status, message prefix)
+TRAINING_STOPS = ((NonFiniteLossError, EXIT_NONFINITE, "error: "), (Preempted, EXIT_PREEMPTED, ""),
+                  (Interrupted, EXIT_INTERRUPTED, ""))
 INTERRUPTED_NOW = "interrupted (Ctrl-C): stopped at once, no new checkpoint (the last periodic one is kept)"
 USER_ERRNOS = {errno.ENOENT: "no such file or directory", errno.ENOTDIR: "not a directory",
                errno.EISDIR: "is a directory", errno.ENAMETOOLONG: "file name too long"}
@@ -67,10 +51,6 @@ def user_error_types() -> tuple[type, ...]:
     return tuple(getattr(sys.modules[m], n) for m, n in USER_ERRORS if m in sys.modules)
 
 
-def _loaded(module: str, name: str):
-    return getattr(sys.modules[module], name, None) if module in sys.modules else None
-
-
 def classify(err: BaseException) -> tuple[int, str] | None:
     """The one exit-status table: (status, the line to print on stderr) for an exception escaping a
     subcommand, or None for a bug (status 1, the traceback is shown)."""
@@ -79,9 +59,8 @@ def classify(err: BaseException) -> tuple[int, str] | None:
     if isinstance(err, OSError):
         code, msg = classify_os_error(err)
         return code, f"error: {msg}"
-    for module, name, code, prefix in TRAINING_STOPS:
-        kind = _loaded(module, name)
-        if kind is not None and isinstance(err, kind):
+    for kind, code, prefix in TRAINING_STOPS:
+        if isinstance(err, kind):
             return code, f"{prefix}{err}"
     if isinstance(err, user_error_types()):
         return EXIT_USAGE, "error: " + " ".join(str(err).split())  # one line, whatever the message holds

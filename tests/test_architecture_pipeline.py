@@ -235,10 +235,10 @@ def test_resume_ignores_the_tracking_section_but_not_training_keys(tmp_path):
     """A changed run.yaml tracking section (paper value, entry) re-trains through the workflow and
     may resume its periodic checkpoint; any key that changes training still refuses."""
     from protoseg.config import ConfigError
-    from protoseg.engine.train import _check_resume_config
+    from protoseg.engine.resume import check_resume_config
 
     saved = {"train": {"iters": 4}, "tracking": {"paper_value": 81.1, "entry": "a"}}
-    _check_resume_config(saved, {"train": {"iters": 4}, "tracking": {"paper_value": 80.1, "entry": "b"}},
+    check_resume_config(saved, {"train": {"iters": 4}, "tracking": {"paper_value": 80.1, "entry": "b"}},
                          tmp_path / "ck.pt")
     with pytest.raises(ConfigError, match=r"config differs in \['train.iters'\]"):
-        _check_resume_config(saved, {"train": {"iters": 5}, "tracking": saved["tracking"]}, tmp_path / "ck.pt")
+        check_resume_config(saved, {"train": {"iters": 5}, "tracking": saved["tracking"]}, tmp_path / "ck.pt")

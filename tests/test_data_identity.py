@@ -70,7 +70,7 @@ def test_touched_sources_rerun_skips_everything_and_keeps_the_hash(city, tmp_pat
 
 def test_resume_after_moving_the_root_is_accepted(city, tmp_path):
     from protoseg.config import ConfigError
-    from protoseg.engine.train import _check_resume_data
+    from protoseg.engine.resume import check_resume_data
 
     root = tmp_path / "old" / "prepared"
     shutil.copytree(city / "dst", root)
@@ -78,7 +78,7 @@ def test_resume_after_moving_the_root_is_accepted(city, tmp_path):
     moved = tmp_path / "new-disk" / "data"
     moved.parent.mkdir()
     shutil.move(str(root), moved)
-    assert _check_resume_data(ck, tmp_path / "run", str(moved), Path("ck.pt"), allow=False) is None
+    assert check_resume_data(ck, tmp_path / "run", str(moved), Path("ck.pt"), allow=False) is None
     (moved / "labels" / "val").joinpath(sorted(os.listdir(moved / "labels" / "val"))[0]).write_bytes(b"x")
     prepare_root_changed = tmp_path / "changed"
     shutil.copytree(moved, prepare_root_changed)
@@ -87,7 +87,7 @@ def test_resume_after_moving_the_root_is_accepted(city, tmp_path):
     manifest["files"][first]["sha256"] = "0" * 64  # other bytes: another hash, still refused
     (prepare_root_changed / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ConfigError, match="the data changed"):
-        _check_resume_data(ck, tmp_path / "run", str(prepare_root_changed), Path("ck.pt"), allow=False)
+        check_resume_data(ck, tmp_path / "run", str(prepare_root_changed), Path("ck.pt"), allow=False)
 
 
 def test_manifest_records_what_the_root_holds(city):

@@ -10,7 +10,7 @@ from protoseg.data.mini import make_mini
 from protoseg.data.prepare import prepare
 from protoseg.data.specs import get_spec
 from protoseg.engine.evaluate import build_eval_loader
-from protoseg.engine.train import IterationBatchSampler, EpochItems
+from protoseg.engine.data_order import IterationBatchSampler, EpochItems
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_dataset_and_train_loader(roots):
     items = EpochItems(ds)  # the trainer's items, keyed by (epoch, index)
     assert torch.equal(items[(0, 3)]["image"], a["image"])
     assert not torch.equal(items[(1, 3)]["image"], a["image"])
-    # the trainer's loader (as protoseg.engine.train builds it), one epoch of 100 iterations
+    # the trainer's loader (as protoseg.engine.train builds it from protoseg.engine.data_order), one epoch of 100 iterations
     sampler = IterationBatchSampler(len(ds), global_batch=4, grad_accum=1, rank=0, world_size=1, seed=7,
                                     start=0, total=100)
     loader = torch.utils.data.DataLoader(items, batch_sampler=sampler, num_workers=2,

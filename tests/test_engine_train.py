@@ -16,7 +16,8 @@ from engine_helpers import cli_env, run_cli, tiny_config, write_config
 from protoseg.engine import checkpoint as ckpt_lib
 from protoseg.engine import train as train_mod
 from protoseg.config import RunConfig
-from protoseg.engine.train import FAULT_SIGKILL_ENV, NonFiniteLossError, train
+from protoseg.engine.signals import EXIT_PREEMPTED, NonFiniteLossError
+from protoseg.engine.train import FAULT_SIGKILL_ENV, train
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -120,7 +121,7 @@ def test_sigusr1_writes_checkpoint_and_exits_with_retry_status_and_requeues_in_s
         time.sleep(0.2)
     proc.send_signal(signal.SIGUSR1)
     _, err = proc.communicate(timeout=600)
-    assert proc.returncode == train_mod.EXIT_PREEMPTED, err
+    assert proc.returncode == EXIT_PREEMPTED, err
     assert "SIGUSR1" in err
     cks = ckpt_lib.list_checkpoints(tmp_path / "run" / "checkpoints")
     assert len(cks) == 1

@@ -201,7 +201,7 @@ rule cpu:
 _TRAINER = r'''
 import os, signal, sys, time
 from pathlib import Path
-from protoseg.engine.train import EXIT_PREEMPTED, requeue  # the engine's own requeue path
+from protoseg.engine.signals import EXIT_PREEMPTED, requeue  # the engine's own requeue path
 
 out, state, trace = Path(sys.argv[1]), Path("state.txt"), Path("trace.log")
 flag = []

@@ -18,7 +18,9 @@ from engine_helpers import REPO, cli_env, tiny_config, write_config
 from protoseg.engine import checkpoint as ckpt_lib
 from protoseg.engine import train as train_mod
 from protoseg.config import ConfigError, RunConfig
-from protoseg.engine.train import NonFiniteLossError, train
+from protoseg.engine.provenance import data_hash
+from protoseg.engine.signals import NonFiniteLossError
+from protoseg.engine.train import train
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -59,7 +61,7 @@ def test_resume_keeps_every_attempt_and_refuses_changed_data(root, tmp_path, mon
     shutil.copytree(root, other)
     (other / "manifest.json").write_text((other / "manifest.json").read_text() + " ")
     moved = RunConfig.from_dict(tiny_config(other, tmp_path, train={"iters": 4, "final_eval": False}))
-    old_hash, new_hash = first["data_hash"], train_mod.data_hash(other)
+    old_hash, new_hash = first["data_hash"], data_hash(other)
     with pytest.raises(ConfigError, match=rf"data changed.*{old_hash}.*{new_hash}.*--allow-data-change"):
         train(moved, resume="auto")
     after = json.loads((run / "run_info.json").read_text())

@@ -1,7 +1,7 @@
 """``SegmentationDataset`` over a prepared root, the evaluation sampler and collate.
 
 The training loader (data order by iteration, items keyed by ``(epoch, index)``) is the trainer's:
-``protoseg.engine.train``.
+``protoseg.engine.data_order``.
 """
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
 """Subcommands ``train``, ``evaluate``, ``predict`` and ``log-mlflow`` (registered in ``protoseg/cli.py``).
 
 Errors leave each subcommand as exceptions; ``protoseg/cli.py`` maps them to the exit statuses
-(the CLI's one contract and its one table, docs/errors.md): 0 done; 2 bad config,
-data, checkpoint or arguments; 3 a non-finite loss (``EXIT_NONFINITE``); 74 disk full / permission
-denied; 75 stopped by SIGUSR1/SIGTERM after writing a checkpoint (``EXIT_PREEMPTED``, retry with
-``--resume auto``; inside SLURM the job was requeued); 130 stopped by Ctrl-C after writing a checkpoint.
+(the CLI's one contract; the table is in ``protoseg.engine.signals``, docs/errors.md): a resumable
+stop after a checkpoint is ``Preempted`` (75, inside SLURM the job was requeued; retry with
+``--resume auto``) or ``Interrupted`` (130, Ctrl-C); a non-finite loss is ``NonFiniteLossError`` (3).
 """
 from __future__ import annotations
 

@@ -19,8 +19,10 @@ from pathlib import Path
 
 from protoseg.atomic_io import sha256_file, write_json_atomic
 
+from .signals import EXIT_PREEMPTED
+
 EXIT_RECORD = "last_exit.json"  # the exit status of the job's latest attempt (rank 0)
-RETRYABLE = (75,)  # preempted after a checkpoint; a process killed outright leaves no record
+RETRYABLE = (EXIT_PREEMPTED,)  # preempted after a checkpoint; a process killed outright leaves no record
 
 
 def now() -> str:

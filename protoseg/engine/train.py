@@ -8,130 +8,42 @@ validation), ``checkpoints/`` and, at the end, ``metrics.json``, ``per_class_iou
 
 ``train`` runs: ``RunConfig.check_data`` -> ``_build`` (model, optimizer) -> ``_restore`` (resume) ->
 ``_write_run_header`` -> ``_loaders`` -> ``_loop`` (``_step`` per iteration, ``Checkpointer``) -> ``_finish``.
-
-Data order: iteration ``t`` uses the global batch ``t mod n_batches`` of the permutation of epoch
-``t // n_batches`` (seeded by ``(seed, epoch)``); rank ``r`` takes its contiguous share of each
-accumulation step. The order therefore depends on the iteration only, which is the data-order position
-a checkpoint records, and 1 process sees the same global batches as N.
+The parts live beside it: the data order (``data_order``), the resume checks (``resume``), the
+training log (``train_log``), signals, requeue and exit statuses (``signals``).
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import random
 import signal
 import socket
-import subprocess
 import sys
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 
 from protoseg.atomic_io import remove_stale_temps, write_bytes_atomic, write_json_atomic
-from protoseg.config import ConfigError, RunConfig, flatten_dict
+from protoseg.config import ConfigError, RunConfig
 from protoseg.data.dataset import SegmentationDataset
 
 from . import checkpoint as ckpt_lib
+from .data_order import EpochItems, IterationBatchSampler
 from .distributed import DistInfo, all_reduce_max, cleanup, gather_objects, init_distributed, maybe_sync_bn
 from .evaluate import build_eval_loader, evaluate_model, write_eval_outputs
 from .optim import build_optimizer, build_scheduler
-from .provenance import (data_hash, git_commit, machine_description, now, read_run_info,  # noqa: F401
-                         record_attempt, record_finished)
+from .provenance import data_hash, git_commit, machine_description, now, record_attempt, record_finished
+from .resume import check_resume_config, check_resume_data
+from .signals import Interrupted, NonFiniteLossError, Preempted, SignalFlag, requeue
+from .train_log import TrainLog, append_jsonl, truncate_jsonl
 
-EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpoint written after SIGUSR1/SIGTERM; the workflow retries
-EXIT_INTERRUPTED = 130  # 128 + SIGINT: checkpoint written after Ctrl-C (a second Ctrl-C aborts at once)
-EXIT_NONFINITE = 3  # a loss term became NaN/inf
 FAULT_SIGKILL_ENV = "PROTOSEG_FAULT_SIGKILL_AT_ITER"  # test hook: SIGKILL itself inside iteration N
-# keys that may differ between a checkpoint's config and a resuming run's
-RESUME_FREE_KEYS = {"run.output_dir", "data.root", "data.num_workers", "train.progress", "train.log_interval",
-                    "train.keep_ckpts", "train.final_ckpt", "data.eval_batch_size"}
-
-
-class NonFiniteLossError(RuntimeError):
-    def __init__(self, iteration: int, term: str, value: float | None = None):
-        self.iteration, self.term = iteration, term
-        super().__init__(f"iteration {iteration}: loss term {term!r} is not finite ({value}); stopping. "
-                         "The last good checkpoint is kept.")
-
-
-class Interrupted(Exception):
-    """Raised after the checkpoint of a first Ctrl-C (SIGINT) is written."""
-
-    def __init__(self, iteration: int):
-        self.iteration = iteration
-        super().__init__(f"interrupted (Ctrl-C) at iteration {iteration}: checkpoint written; continue "
-                         f"with --resume auto; exiting with status {EXIT_INTERRUPTED}")
-
-
-class Preempted(Exception):
-    """Raised after the checkpoint of a SIGUSR1/SIGTERM is written."""
-
-    def __init__(self, iteration: int, signum: int, requeued: bool):
-        self.iteration, self.signum, self.requeued = iteration, signum, requeued
-        super().__init__(f"signal {signal.Signals(signum).name} at iteration {iteration}: checkpoint "
-                         f"written; {'requeued' if requeued else 'exiting'} with status {EXIT_PREEMPTED}")
-
-
-# ---- data order ------------------------------------------------------------------------------------
-class EpochItems(Dataset):
-    """Items keyed by ``(epoch, index)``: the augmentation of a sample is fixed by (seed, epoch, index)
-    whatever the worker or the resume point."""
-
-    def __init__(self, ds: SegmentationDataset):
-        self.ds = ds
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, key: tuple[int, int]) -> dict:
-        epoch, i = key
-        image, label = self.ds.decoded(i)
-        out = self.ds.pipeline(image, label, np.random.default_rng([self.ds.seed, epoch, i]))
-        return {"image": out["image"], "label": out["label"]}
-
-
-class IterationBatchSampler(Sampler[list]):
-    """This rank's micro-batches from iteration ``start`` to ``total`` (``grad_accum`` per iteration)."""
-
-    def __init__(self, n: int, *, global_batch: int, grad_accum: int, rank: int, world_size: int,
-                 seed: int, start: int, total: int):
-        if n < global_batch:
-            raise ConfigError(f"train.batch_size={global_batch} exceeds the {n} training images")
-        per_rank = global_batch // (grad_accum * world_size)
-        if per_rank * grad_accum * world_size != global_batch:
-            raise ConfigError(f"train.batch_size={global_batch} is not divisible by grad_accum x world size "
-                              f"= {grad_accum} x {world_size}")
-        self.n, self.B, self.accum, self.b = n, global_batch, grad_accum, per_rank
-        self.rank, self.seed, self.start, self.total = rank, seed, start, total
-        self.per_epoch = n // global_batch
-
-    def position(self, iteration: int) -> dict[str, int]:
-        return {"iteration": iteration, "epoch": iteration // self.per_epoch,
-                "batch_in_epoch": iteration % self.per_epoch}
-
-    def global_batch(self, iteration: int) -> list[int]:
-        epoch, j = divmod(iteration, self.per_epoch)
-        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
-        return perm[j * self.B:(j + 1) * self.B].tolist()
-
-    def __iter__(self) -> Iterator[list]:
-        for t in range(self.start, self.total):
-            epoch = t // self.per_epoch
-            g = self.global_batch(t)
-            for a in range(self.accum):
-                micro = g[a * self.B // self.accum:(a + 1) * self.B // self.accum]
-                yield [(epoch, i) for i in micro[self.rank * self.b:(self.rank + 1) * self.b]]
-
-    def __len__(self) -> int:
-        return (self.total - self.start) * self.accum
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
@@ -163,97 +75,6 @@ def _first_nonfinite(terms: dict[str, torch.Tensor], info: DistInfo) -> str | No
     local = next((i + 1 for i, k in enumerate(names) if not torch.isfinite(terms[k].detach()).all()), 0)
     worst = int(all_reduce_max(float(local), info))
     return names[worst - 1] if worst else None
-
-
-def _check_resume_data(ck: dict, run_dir: Path, root: str, path: Path, allow: bool) -> str | None:
-    """The data hash the checkpoint was trained on must be the current root's (else ConfigError,
-    naming both), unless ``allow``. Returns the previous hash when it differs and is allowed."""
-    before = ck.get("data_hash")
-    if before is None:  # a checkpoint of an older version: the run's last recorded attempt
-        attempts = read_run_info(run_dir / "run_info.json").get("attempts") or []
-        before = attempts[-1].get("data_hash") if attempts and isinstance(attempts[-1], dict) else None
-    now = data_hash(root)
-    if before is None or before == now:
-        return None
-    if not allow:
-        raise ConfigError(f"{path}: cannot resume, the data changed: the checkpoint was trained on data hash "
-                          f"{before}, data.root={root} has {now}. Point data.root at the original prepared "
-                          "root, or pass --allow-data-change to continue on the new data (recorded in "
-                          "run_info.json)")
-    warnings.warn(f"resuming on changed data (data hash {before} -> {now}); recorded in run_info.json",
-                  RuntimeWarning, stacklevel=2)
-    return before
-
-
-def _check_resume_config(saved: dict, current: dict, path: Path) -> None:
-    a, b = flatten_dict(saved), flatten_dict(current)
-    diff = sorted(k for k in set(a) | set(b) if k not in RESUME_FREE_KEYS and not k.startswith("tracking.")
-                  and a.get(k) != b.get(k))  # tracking (table, row, paper value) never changes training
-    if diff:
-        raise ConfigError(f"{path}: cannot resume, the config differs in {diff} "
-                          f"(checkpoint: {[a.get(k) for k in diff]}, now: {[b.get(k) for k in diff]})")
-
-
-def _truncate_jsonl(path: Path, last_iter: int) -> None:
-    if not path.is_file():
-        return
-    rows = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    keep = []
-    for ln in rows:
-        try:
-            if json.loads(ln)["iter"] <= last_iter:
-                keep.append(ln)
-        except (ValueError, KeyError):
-            pass
-    write_bytes_atomic(path, ("\n".join(keep) + "\n" if keep else "").encode())
-
-
-def _append_jsonl(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-
-
-class _SignalFlag:
-    """SIGUSR1/SIGTERM/SIGINT set a flag the loop checks after every iteration (never stops mid-step);
-    a second SIGINT (Ctrl-C) raises KeyboardInterrupt at once."""
-
-    def __init__(self):
-        self.signum = 0
-        self._old: dict[int, Any] = {}
-
-    def install(self) -> "_SignalFlag":
-        for s in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
-            try:
-                self._old[s] = signal.signal(s, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if signum == signal.SIGINT and self.signum == signal.SIGINT:
-            raise KeyboardInterrupt  # the second Ctrl-C: abort now, no checkpoint
-        if signum == signal.SIGINT:
-            print("\nCtrl-C: stopping after this iteration with a checkpoint (Ctrl-C again aborts at once)",
-                  file=sys.stderr, flush=True)
-        self.signum = signum
-
-    def restore(self) -> None:
-        for s, h in self._old.items():
-            signal.signal(s, h)
-
-
-def requeue() -> bool:
-    """``scontrol requeue $SLURM_JOB_ID`` inside SLURM; False outside or if it fails."""
-    job = os.environ.get("SLURM_JOB_ID")
-    if not job:
-        return False
-    try:
-        subprocess.run(["scontrol", "requeue", job], check=True, timeout=60)
-        return True
-    except (OSError, subprocess.SubprocessError) as err:
-        print(f"warning: scontrol requeue {job} failed: {err}", file=sys.stderr)
-        return False
 
 
 # ---- the loop --------------------------------------------------------------------------------------
@@ -359,8 +180,8 @@ def _restore(t: _Training, resume: str | None, allow_data_change: bool) -> None:
             print(f"resume auto: no valid checkpoint in {ckpt_dir}; starting from iteration 0", file=sys.stderr)
         return
     path, ck = found
-    _check_resume_config(ck["config"], t.cfg_dict, path)
-    t.data_changed_from = _check_resume_data(ck, cfg.run_dir, cfg.data.root, path, allow_data_change)
+    check_resume_config(ck["config"], t.cfg_dict, path)
+    t.data_changed_from = check_resume_data(ck, cfg.run_dir, cfg.data.root, path, allow_data_change)
     t.resumed_from = path
     t.raw_model.load_state_dict(ck["model"])
     t.start = int(ck["iteration"])
@@ -401,8 +222,8 @@ def _write_run_header(t: _Training) -> str:
         if t.data_changed_from is not None:
             attempt["allow_data_change"] = {"from": t.data_changed_from, "to": run_data_hash}
         record_attempt(run_dir, attempt)
-        _truncate_jsonl(run_dir / "train_log.jsonl", t.start)
-        _truncate_jsonl(run_dir / "val_log.jsonl", t.start)
+        truncate_jsonl(run_dir / "train_log.jsonl", t.start)
+        truncate_jsonl(run_dir / "val_log.jsonl", t.start)
     return run_data_hash
 
 
@@ -470,9 +291,9 @@ def _loop(t: _Training, sampler: IterationBatchSampler, loader: DataLoader, eval
     """Iterations ``t.start`` .. ``train.iters``: step, log, periodic checkpoint and validation; a
     signal stops after the iteration with a checkpoint (``Interrupted`` / ``Preempted``)."""
     t_cfg, info = t.cfg.train, t.info
-    flag = _SignalFlag().install()
+    flag = SignalFlag().install()
     fault_at = int(os.environ.get(FAULT_SIGKILL_ENV, "-1"))
-    log = _TrainLog(t.cfg, info, sampler, t.start)
+    log = TrainLog(t.cfg, info, sampler, t.start)
     data_iter = iter(loader)
     try:
         for it in range(t.start, t_cfg.iters):
@@ -484,7 +305,7 @@ def _loop(t: _Training, sampler: IterationBatchSampler, loader: DataLoader, eval
             if t_cfg.val_interval and done % t_cfg.val_interval == 0 and done < t_cfg.iters:
                 m = evaluate_model(t.raw_model, eval_loader, t.spec, device=info.device, amp_dtype=t.amp_dtype)
                 if info.is_main:
-                    _append_jsonl(t.cfg.run_dir / "val_log.jsonl", {"iter": done, "mIoU": m["mIoU"],
+                    append_jsonl(t.cfg.run_dir / "val_log.jsonl", {"iter": done, "mIoU": m["mIoU"],
                                                                     "aAcc": m["aAcc"], "mAcc": m["mAcc"]})
             if all_reduce_max(float(flag.signum), info) > 0:
                 signum = flag.signum or signal.SIGTERM
@@ -537,53 +358,6 @@ def _step(t: _Training, data_iter, it: int, fault_at: int) -> tuple[dict[str, fl
     t.optimizer.zero_grad(set_to_none=True)
     t.scheduler.step()
     return step_terms, lr
-
-
-class _TrainLog:
-    """Means of the loss terms over each ``log_interval``: a ``train_log.jsonl`` row and a progress
-    line (a tqdm bar on a terminal) on rank 0."""
-
-    def __init__(self, cfg: RunConfig, info: DistInfo, sampler: IterationBatchSampler, start: int):
-        self.cfg, self.info, self.sampler = cfg, info, sampler
-        self.sums: dict[str, float] = {}
-        self.n, self.t_last, self.it_last = 0, time.perf_counter(), start
-        self.bar = None
-        if info.is_main and cfg.train.progress and sys.stderr.isatty():  # not a terminal (a log file): lines
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=cfg.train.iters, initial=start, desc=cfg.run.name, dynamic_ncols=True,
-                            file=sys.stderr)
-
-    def add(self, done: int, step_terms: dict[str, float], lr: float) -> None:
-        t_cfg = self.cfg.train
-        for k, v in step_terms.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-        self.n += 1
-        if done % t_cfg.log_interval == 0 or done == t_cfg.iters:
-            self._write(done, lr)
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def _write(self, done: int, lr: float) -> None:
-        t_cfg, n = self.cfg.train, self.n
-        now_s = time.perf_counter()
-        ips = (done - self.it_last) * t_cfg.batch_size / max(now_s - self.t_last, 1e-9)
-        row = {"iter": done, "lr": lr, **{k: v / n for k, v in self.sums.items()}, "img_per_s": ips,
-               "epoch": self.sampler.position(done)["epoch"]}
-        if self.info.is_main:
-            _append_jsonl(self.cfg.run_dir / "train_log.jsonl", row)
-            if self.bar is None:  # one progress line per log_interval (logs, SLURM output)
-                terms_text = " ".join(f"{k} {v / n:.4g}" for k, v in self.sums.items())
-                print(f"{self.cfg.run.name} iter {done}/{t_cfg.iters} {terms_text} lr {lr:.3g} "
-                      f"{ips:.1f} img/s", file=sys.stderr, flush=True)
-            else:
-                self.bar.set_postfix({k: f"{v / n:.4g}" for k, v in self.sums.items()} |
-                                     {"lr": f"{lr:.3g}", "img/s": f"{ips:.1f}"}, refresh=False)
-        self.sums, self.n, self.t_last, self.it_last = {}, 0, now_s, done
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _finish(t: _Training, eval_loader: DataLoader, ckpt: Checkpointer) -> dict[str, Any]:
