@@ -46,7 +46,7 @@ from typing import Any, Iterator
 import yaml
 
 from protoseg.config import flatten_dict
-from protoseg.config.run import TRACKING_NAMES, tracking_name_problem
+from protoseg.config.tracking import TRACKING_NAMES, tracking_name_problem
 
 REPO = Path(__file__).resolve().parents[2]
 KEY_TAG = "protoseg.key"
