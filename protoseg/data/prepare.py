@@ -173,6 +173,42 @@ def _conversion_tasks(dataset: str, fmt, src: Path, dst: Path, samples: dict, ma
     return tasks
 
 
+def _requested_splits(dataset: str, fmt, splits: Iterable[str] | None) -> tuple[str, ...]:
+    """The splits to prepare (default: all of the format's); DataError on one the dataset lacks."""
+    splits = tuple(splits) if splits else fmt.splits
+    for s in splits:
+        if s not in fmt.splits and not (dataset == "cityscapes" and s == "test"):
+            raise DataError(f"{dataset} has no split {s!r}; expected one of {fmt.splits}")
+    return splits
+
+
+def _complete_root(dst: Path, dataset: str, fmt, spec, samples: dict, manifest, label_sets: dict,
+                   ranking_info) -> dict:
+    """The split lists, the manifest's identity and, last, ``meta.json`` (``fmt`` and ``spec``: the
+    dataset's format and spec), which marks the root complete; returns the meta dict."""
+    for split, items in samples.items():
+        write_bytes_atomic(dst / "splits" / f"{split}.txt",
+                           "".join(s.stem + "\n" for s in items).encode())
+    manifest.identity = identity_of(dataset, list(samples), label_sets, fmt.ignore_index)
+    manifest.save()
+    meta = {
+        "complete": True,
+        "dataset": dataset,
+        "num_classes": spec.num_classes,
+        "classes": list(spec.class_names),
+        "ignore_index": fmt.ignore_index,
+        "label_dtype": np.dtype(fmt.label_dtype).name,
+        "image_ext": fmt.image_ext,
+        "splits": {s: len(items) for s, items in samples.items()},
+        "label_sets": label_sets,
+        "ranking": ranking_info,
+        "protoseg_version": protoseg.__version__,
+        "converter_version": CONVERTER_VERSION,
+    }
+    write_json_atomic(dst / META, meta)
+    return meta
+
+
 def prepare(dataset: str, src: str | Path, dst: str | Path, *, splits: Iterable[str] | None = None,
             workers: int | None = None, progress: bool = True, topn_by: str = "pixels",
             force: bool = False) -> dict:
@@ -184,10 +220,7 @@ def prepare(dataset: str, src: str | Path, dst: str | Path, *, splits: Iterable[
     fmt = get_format(dataset)
     spec = get_spec(dataset)
     src, dst = Path(src).resolve(), Path(dst).resolve()
-    splits = tuple(splits) if splits else fmt.splits
-    for s in splits:
-        if s not in fmt.splits and not (dataset == "cityscapes" and s == "test"):
-            raise DataError(f"{dataset} has no split {s!r}; expected one of {fmt.splits}")
+    splits = _requested_splits(dataset, fmt, splits)
     workers = default_workers() if workers is None else workers
 
     fmt.check_layout(src)
@@ -225,26 +258,7 @@ def prepare(dataset: str, src: str | Path, dst: str | Path, *, splits: Iterable[
         label_sets.update(ranking_info.pop("label_sets"))
         manifest.save()
 
-    for split, items in samples.items():
-        write_bytes_atomic(dst / "splits" / f"{split}.txt",
-                           "".join(s.stem + "\n" for s in items).encode())
-    manifest.identity = identity_of(dataset, list(samples), label_sets, fmt.ignore_index)
-    manifest.save()
-    meta = {
-        "complete": True,
-        "dataset": dataset,
-        "num_classes": spec.num_classes,
-        "classes": list(spec.class_names),
-        "ignore_index": fmt.ignore_index,
-        "label_dtype": np.dtype(fmt.label_dtype).name,
-        "image_ext": fmt.image_ext,
-        "splits": {s: len(items) for s, items in samples.items()},
-        "label_sets": label_sets,
-        "ranking": ranking_info,
-        "protoseg_version": protoseg.__version__,
-        "converter_version": CONVERTER_VERSION,
-    }
-    write_json_atomic(dst / META, meta)
+    meta = _complete_root(dst, dataset, fmt, spec, samples, manifest, label_sets, ranking_info)
     # where, when and how fast: returned and printed, never written into the root (whose bytes, and so
     # its data hash and DVC hash, depend only on the data; issue 22)
     return {**meta, "source": str(src),

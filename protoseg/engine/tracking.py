@@ -229,9 +229,9 @@ def runs_with_tag(client, exp_id: str, tag: str, value: str | None = None) -> li
 
 def log_run(client, run: dict[str, Any], artifact_root: Path) -> dict[str, Any]:
     """Log one run dir (already read) with ``client``; the caller holds the store lock."""
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Param, RunTag
 
-    cfg, metrics, info = run["config"], run["metrics"], run["info"]
+    cfg, info = run["config"], run["info"]
     tr, seed = cfg.get("tracking") or {}, cfg["run"]["seed"]
     exp_name = tr.get("experiment") or "protoseg"
     entry = tr.get("entry") or cfg["run"]["name"]
@@ -259,7 +259,25 @@ def log_run(client, run: dict[str, Any], artifact_root: Path) -> dict[str, Any]:
     params = [Param(k[:250], str(v)[:6000]) for k, v in sorted(flatten_dict(cfg).items())]
     for i in range(0, len(params), 100):
         client.log_batch(rid, params=params[i:i + 100])
-    ts = end_ms or 0
+    points = metric_points(run, tr, end_ms or 0)
+    for i in range(0, len(points), 1000):
+        client.log_batch(rid, metrics=points[i:i + 1000])
+    for name in ARTIFACTS:
+        p = Path(run["dir"]) / name
+        if p.is_file():
+            client.log_artifact(rid, str(p))
+    client.log_batch(rid, tags=[RunTag(COMPLETE_TAG, "true")])
+    client.set_terminated(rid, end_time=end_ms)
+    return retire_superseded(client, found, rid, out)
+
+
+def metric_points(run: dict[str, Any], tr: dict[str, Any], ts: int) -> list:
+    """The MLflow metrics of a run (already read): the final metrics in the tables' units, the
+    prototype diagnostics, the paper value and the delta to it, and every training and validation
+    log row at its iteration; ``ts`` the timestamp of them all."""
+    from mlflow.entities import Metric
+
+    metrics = run["metrics"]
     step = int(metrics.get("iteration", 0) or 0)
     # the tables' units: metrics.json holds fractions, the tables and the paper percentages
     points = [Metric(k, 100.0 * float(metrics[k]), ts, step)
@@ -280,15 +298,7 @@ def log_run(client, run: dict[str, Any], artifact_root: Path) -> dict[str, Any]:
                 if k != "iter" and _finite(v):
                     value = 100.0 * float(v) if prefix == "val" and k in PERCENT_METRICS else float(v)
                     points.append(Metric(f"{prefix}/{k}", value, ts, int(row["iter"])))
-    for i in range(0, len(points), 1000):
-        client.log_batch(rid, metrics=points[i:i + 1000])
-    for name in ARTIFACTS:
-        p = Path(run["dir"]) / name
-        if p.is_file():
-            client.log_artifact(rid, str(p))
-    client.log_batch(rid, tags=[RunTag(COMPLETE_TAG, "true")])
-    client.set_terminated(rid, end_time=end_ms)
-    return retire_superseded(client, found, rid, out)
+    return points
 
 
 def retire_superseded(client, found: list, rid: str, out: dict) -> dict:

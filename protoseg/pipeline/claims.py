@@ -106,9 +106,15 @@ def _diff(cid, table, text, a, b):
 
 def claims_for(plan: Plan) -> list[Claim]:
     """Every claim whose entries are all in ``plan`` (missing tables or entries are skipped)."""
-    E = plan.entries
+    return (_pair_claims(plan.entries) + _table4_claims(plan.entries) + _table5_claims(plan)
+            + _best(plan, "table8", "t8-lambda1-", "the best lambda1 (PPC)")  # Table 8: the best lambdas
+            + _best(plan, "table8", "t8-lambda2-", "the best lambda2 (PPD)")
+            + _discrepancy_claims(plan.entries))
+
+
+def _pair_claims(E: dict) -> list[Claim]:
+    """Tables 1-3, 6, 7: nonparametric (prototype head) vs the parametric baseline of the same backbone."""
     out: list[Claim] = []
-    # Tables 1-3, 6, 7: nonparametric (prototype head) vs the parametric baseline of the same backbone
     for table in PAIRS_TABLES:
         ents = [e for e in E.values() if e.table == table]
         for ours in (e for e in ents if e.head == "prototype"):
@@ -117,7 +123,12 @@ def claims_for(plan: Plan) -> list[Claim]:
             if base is not None:
                 out.append(_diff(f"{table}:{ours.id}-vs-{base.id}", table,
                                  f"{ours.row} beats {base.row} ({ours.dataset})", ours.id, base.id))
-    # Table 4: the gap as the vocabulary grows, its trend, and K=10
+    return out
+
+
+def _table4_claims(E: dict) -> list[Claim]:
+    """Table 4: the gap as the vocabulary grows, its trend, and K=10."""
+    out: list[Claim] = []
     cols = [e.column for e in E.values() if e.id.startswith("t4-ours-k1-")]
     for k in ("k1", "k10"):
         for c in cols:
@@ -132,7 +143,13 @@ def claims_for(plan: Plan) -> list[Claim]:
             out.append(Claim(f"table4:gap-trend-k1-{lo_c}-{hi_c}", "table4",
                              f"the K=1 gap grows from {lo_c} to {hi_c} classes: gap({hi_c}) - gap({lo_c})",
                              terms=tuple(zip(ids, (1.0, -1.0, -1.0, 1.0)))))
-    # Table 5a: each loss term's contribution
+    return out
+
+
+def _table5_claims(plan: Plan) -> list[Claim]:
+    """Table 5: each loss term's contribution (a), K (b), the momentum (c), the distance (d)."""
+    E = plan.entries
+    out: list[Claim] = []
     for a, b, text in (("t5a-ce-ppc", "t5a-ce", "PPC helps: CE+PPC - CE"),
                        ("t5a-ce-ppd", "t5a-ce", "PPD helps: CE+PPD - CE"),
                        ("t5a-ce-ppc-ppd", "t5a-ce-ppc", "PPD helps on top of PPC: CE+PPC+PPD - CE+PPC"),
@@ -156,10 +173,12 @@ def claims_for(plan: Plan) -> list[Claim]:
     for e in (e for e in E.values() if e.table == "table5d" and e.id != "t5d-cosine"):
         if "t5d-cosine" in E:
             out.append(_diff(f"table5d:cosine-vs-{e.id}", "table5d", f"cosine beats {e.row}", "t5d-cosine", e.id))
-    # Table 8: the best lambda1 and lambda2
-    out += _best(plan, "table8", "t8-lambda1-", "the best lambda1 (PPC)")
-    out += _best(plan, "table8", "t8-lambda2-", "the best lambda2 (PPD)")
-    # discrepancy table: each switch's effect
+    return out
+
+
+def _discrepancy_claims(E: dict) -> list[Claim]:
+    """The discrepancy table: each switch's effect, and the official release against the paper."""
+    out: list[Claim] = []
     if "d-paper" in E:
         for e in (e for e in E.values() if e.table == "discrepancy" and e.id.startswith("d-flip-")):
             out.append(_diff(f"discrepancy:{e.id}-vs-d-paper", "discrepancy",
