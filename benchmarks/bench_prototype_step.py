@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from _timing import median_time  # benchmarks/, the script's folder
 from protoseg.method import MethodConfig, prototype_learning, prototype_scores, sinkhorn
 from protoseg.reference import official as ref
 
@@ -70,26 +70,6 @@ def our_step(emb, protos, labels, cfg):
                          max_chunk_elements=cfg.max_chunk_elements)
     res = prototype_learning(s, emb, labels, protos, cfg, predictions=s.class_sim.argmax(1))
     return res.prototypes, res.ppc, res.ppd
-
-
-def _sync(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def median_time(fn, runs: int, device: str, warmup: int = 1, clock=time.perf_counter) -> float:
-    """Median seconds of ``fn`` over ``runs`` runs, by ``clock`` (wall, or process CPU time, which
-    other jobs on a shared machine disturb less)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        _sync(device)
-        t = clock()
-        fn()
-        _sync(device)
-        times.append(clock() - t)
-    return statistics.median(times)
 
 
 def _status_mb(field: str) -> float:

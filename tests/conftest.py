@@ -50,3 +50,17 @@ def pinned_sha256() -> dict[str, str]:
         digest, path = line.split(maxsplit=1)
         out[path.lstrip("*")] = digest
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need CUDA: skipped, with that reason, where torch sees no GPU."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="marker gpu: needs CUDA (torch.cuda.is_available() is False)")
+    for item in gpu:
+        item.add_marker(skip)

@@ -1,10 +1,12 @@
-"""benchmarks/gpu_check.py on CPU at --tiny sizes: the JSON's structure and numbers.
+"""The GPU path on CPU at tiny sizes: the correctness checks (``tests/gpu_correctness.py``, on CUDA at
+paper sizes in ``tests/test_gpu_correctness.py``) and ``benchmarks/gpu_check.py``'s timing and report.
 
-The script's purpose is a CUDA device; here it runs the same code on CPU (gloo instead of NCCL, bf16
+The checks' purpose is a CUDA device; here the same code runs on CPU (gloo instead of NCCL, bf16
 autocast only, CPU compared with CPU), so that the GPU run does not fail on a bug a CPU can find.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -14,16 +16,19 @@ import sys
 import pytest
 import torch
 
+import gpu_correctness as gc
 from engine_helpers import REPO, cli_env
+from gpu_workloads import TINY  # benchmarks/, put on sys.path by gpu_correctness
 
 SCRIPT = REPO / "benchmarks" / "gpu_check.py"
+CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
 def gpu_check():
     spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = mod  # dataclasses look their module up there
+    sys.modules["gpu_check"] = mod
     try:
         spec.loader.exec_module(mod)
         yield mod
@@ -31,59 +36,46 @@ def gpu_check():
         sys.modules.pop("gpu_check", None)
 
 
-@pytest.fixture()
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _checks(data: dict, prefix: str) -> list[dict]:
-    rows = [c for c in data["checks"] if c["name"].startswith(prefix)]
+def _named(checks: list, prefix: str) -> list:
+    rows = [c for c in checks if c.name.startswith(prefix)]
     assert rows, f"no check named {prefix}*"
     return rows
 
 
 @pytest.mark.slow
-def test_tiny_cpu_correctness_sections(gpu_check, tmp_path, one_thread):
-    sections = "sinkhorn_dtypes,official_step,ddp_syncbn,amp,sinkhorn_speed,prototype_step,mini_run"
-    rc = gpu_check.main(["--device", "cpu", "--tiny", "--iters", "3", "--sections", sections, "--out", str(tmp_path)])
-    data = json.loads((tmp_path / "gpu.json").read_text())
-    assert rc == 0, (data["failed_checks"], data["errors"])
-    assert data["status"] == "complete" and data["failed_checks"] == [] and data["errors"] == []
-    assert data["meta"]["device"] == "cpu" and data["meta"]["tiny"] is True
-    assert {"sinkhorn_dtypes", "official_step", "ddp_syncbn", "amp_hrnet_w48", "amp_mit_b2", "sinkhorn_speed",
-            "prototype_step", "mini_run"} == set(data["sections"])
-    assert all(c["passed"] for c in data["checks"])
-    sec = data["sections"]
-    assert all(v["status"] == "ok" for k, v in sec.items() if k != "mini_run")  # none left "running"
-
+def test_tiny_cpu_correctness_sections(one_thread):
+    sizes = dataclasses.replace(TINY, amp_iters=3)
     # Sinkhorn: low precision equals fp32 of the same values; against the unrounded scores the error is
     # non-zero (the dtype was applied) and within 4 u / epsilon
+    sink, checks = gc.sinkhorn_dtypes(sizes, CPU)
+    assert not gc.failures(checks)
     for name, u in (("fp16", 2.0 ** -12), ("bf16", 2.0 ** -9)):
         for kind in ("batched", "single"):
-            r = sec["sinkhorn_dtypes"][f"{kind}_{name}"]
+            r = sink[f"{kind}_{name}"]
             assert r["dtype_out"] == "torch.float32"
             assert r["vs_same_values_max_abs"] == 0.0
             assert 0.0 < r["vs_fp32_max_rel"] <= 4 * u / 0.05
             assert r["argmax_agreement"] > 0.98
-    tol = {c["name"]: c["tolerance"] for c in _checks(data, "sinkhorn_batched bf16 vs")}
-    assert list(tol.values()) == [pytest.approx(4 * 2.0 ** -9 / 0.05)]
+    assert [c.tolerance for c in _named(checks, "sinkhorn_batched bf16 vs")] == [pytest.approx(4 * 2.0 ** -9 / 0.05)]
 
     # official step: CPU against CPU is exact; the prototypes are unit vectors
-    assert sec["official_step"]["max_abs_diff"] == {"prototypes": 0.0, "ppc": 0.0, "ppd": 0.0}
-    assert _checks(data, "official step: prototypes unit-norm")[0]["value"] <= 1e-5
+    step, checks = gc.official_step(sizes, CPU)
+    assert not gc.failures(checks)
+    assert step["max_abs_diff"] == {"prototypes": 0.0, "ppc": 0.0, "ppd": 0.0}
+    assert _named(checks, "official step: prototypes unit-norm")[0].value <= 1e-5
 
     # 1-process gloo group: all-reduce, SyncBN converted, the DDP+SyncBN losses are the plain model's
-    ddp = sec["ddp_syncbn"]
+    ddp, checks = gc.ddp_syncbn(sizes, CPU)
+    assert not gc.failures(checks)
     assert ddp["backend"] == "gloo" and ddp["all_reduce_error"] == 0.0 and ddp["sync_bn_modules"] > 0
     assert len(ddp["ddp_losses"]) == 2 and all(math.isfinite(v) for v in ddp["ddp_losses"])
     assert ddp["ddp_losses"] == pytest.approx(ddp["plain_losses"], rel=1e-4)
 
-    # AMP: fp32 and bf16 from the same start; fp16 skipped on CPU with its reason
-    for model in ("hrnet_w48", "mit_b2"):
-        amp = sec[f"amp_{model}"]
+    # AMP: fp32 and bf16 from the same start; fp16 is for CUDA only
+    assert gc.amp_modes(CPU) == ["fp32", "bf16"]
+    for spec in sizes.models:
+        amp, checks = gc.amp(sizes, spec, CPU)
+        assert not gc.failures(checks)
         assert set(amp["runs"]) == {"fp32", "bf16"} and amp["loss_rtol"] == {"bf16": 0.05}
         for run in amp["runs"].values():
             assert {"ce", "ppc", "ppd", "total"} <= set(run["terms"])
@@ -92,7 +84,25 @@ def test_tiny_cpu_correctness_sections(gpu_check, tmp_path, one_thread):
         bf16, fp32 = amp["runs"]["bf16"], amp["runs"]["fp32"]
         assert 0.0 < bf16["total_max_rel_vs_fp32"] <= 0.05  # bf16 did change the numbers, within tolerance
         assert bf16["terms"]["total"][0] == pytest.approx(fp32["terms"]["total"][0], rel=0.05)
-        assert any(s["what"] == f"amp_{model} fp16" and "CPU" in s["reason"] for s in data["skipped"])
+
+
+def test_a_check_fails_outside_its_tolerance():
+    checks = [gc.Check("a", 0.5, 1.0, "fits"), gc.Check("b", float("nan"), 1.0, "not finite"),
+              gc.Check("c", 3, 1, "too few", op=">="), gc.Check("d", 2.0, 1.0, "too large")]
+    assert [c.passed for c in checks] == [True, False, True, False]
+    assert [line.split(":")[0] for line in gc.failures(checks)] == ["b", "d"]
+
+
+def test_tiny_cpu_timing_sections(gpu_check, tmp_path, one_thread):
+    rc = gpu_check.main(["--device", "cpu", "--tiny", "--sections", "sinkhorn_speed,prototype_step,mini_run",
+                         "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "gpu.json").read_text())
+    assert rc == 0, data["errors"]
+    assert data["status"] == "complete" and data["errors"] == []
+    assert data["meta"]["device"] == "cpu" and data["meta"]["tiny"] is True
+    sec = data["sections"]
+    assert {"sinkhorn_speed", "prototype_step", "mini_run"} == set(sec)
+    assert all(v["status"] == "ok" for k, v in sec.items() if k != "mini_run")  # none left "running"
 
     # speed: measured, never judged on CPU
     targets = {t["name"]: t for t in data["targets"]}
@@ -110,21 +120,21 @@ def test_tiny_cpu_correctness_sections(gpu_check, tmp_path, one_thread):
     mini = sec["mini_run"]
     assert mini["measured"] is False and " -c1 tables " in f" {mini['command']} "
     md = (tmp_path / "gpu.md").read_text()
-    assert "## Correctness checks" in md and "## Targets" in md and "not judged (tiny sizes on cpu)" in md
-    assert all(c["name"] in md for c in data["checks"])
+    assert "## Targets" in md and "not judged (tiny sizes on cpu)" in md
+    assert all(t["name"] in md for t in data["targets"])
 
 
 def test_budget_skips_sections_and_bad_arguments(gpu_check, tmp_path):
-    assert gpu_check.main(["--device", "cpu", "--tiny", "--budget-s", "0", "--sections", "sinkhorn_dtypes,amp",
+    assert gpu_check.main(["--device", "cpu", "--tiny", "--budget-s", "0", "--sections", "sinkhorn_speed,train",
                            "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "gpu.json").read_text())
-    assert data["sections"] == {} and data["checks"] == []
-    assert {s["what"] for s in data["skipped"]} == {"sinkhorn_dtypes", "amp_hrnet_w48", "amp_mit_b2"}
+    assert data["sections"] == {} and data["targets"] == []
+    assert {s["what"] for s in data["skipped"]} == {"sinkhorn_speed", "train_hrnet_w48", "train_mit_b2"}
     assert all("time budget" in s["reason"] for s in data["skipped"])
     with pytest.raises(SystemExit):
         gpu_check.main(["--device", "cpu", "--sections", "sinkhorn,bogus", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit):
-        gpu_check.main(["--device", "cpu", "--iters", "0", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):  # the correctness checks are the pytest suite now
+        gpu_check.main(["--device", "cpu", "--sections", "sinkhorn_dtypes", "--out", str(tmp_path)])
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit):
             gpu_check.main(["--device", "cuda", "--out", str(tmp_path)])
@@ -135,12 +145,10 @@ def test_tiny_cpu_full_run_through_the_command_line(tmp_path):
     proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--tiny", "--out", str(tmp_path)],
                           capture_output=True, text=True, env=cli_env(), cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "[gpu_check" in proc.stdout and "checks passed" in proc.stdout
+    assert "[gpu_check" in proc.stdout and "errors: none" in proc.stdout
     data = json.loads((tmp_path / "gpu.json").read_text())
-    assert data["status"] == "complete" and all(c["passed"] for c in data["checks"])
+    assert data["status"] == "complete" and data["errors"] == []
     assert all(v["status"] == "ok" for k, v in data["sections"].items() if k != "mini_run")
-    assert all(len(r["terms"]["total"]) == 20 for m in ("hrnet_w48", "mit_b2")
-               for r in data["sections"][f"amp_{m}"]["runs"].values())
     for model, batch in (("hrnet_w48", 2), ("mit_b2", 4)):
         tr = data["sections"][f"train_{model}"]
         assert tr["batch"] == batch and set(tr["heads"]) == {"softmax", "prototype"}
