@@ -228,7 +228,7 @@ def _write_run_header(t: _Training) -> str:
 
 
 def _loaders(t: _Training) -> tuple[IterationBatchSampler, DataLoader, DataLoader]:
-    """The training sampler and loader from ``t.start`` on (data order: module docstring) and the
+    """The training sampler and loader from ``t.start`` on (data order: ``data_order``) and the
     evaluation loader of the dataset's evaluation split."""
     cfg, info, t_cfg = t.cfg, t.info, t.cfg.train
     dataset = SegmentationDataset.from_spec(cfg.data.root, t.spec, train=True, seed=cfg.run.seed)
@@ -306,7 +306,7 @@ def _loop(t: _Training, sampler: IterationBatchSampler, loader: DataLoader, eval
                 m = evaluate_model(t.raw_model, eval_loader, t.spec, device=info.device, amp_dtype=t.amp_dtype)
                 if info.is_main:
                     append_jsonl(t.cfg.run_dir / "val_log.jsonl", {"iter": done, "mIoU": m["mIoU"],
-                                                                    "aAcc": m["aAcc"], "mAcc": m["mAcc"]})
+                                                                   "aAcc": m["aAcc"], "mAcc": m["mAcc"]})
             if all_reduce_max(float(flag.signum), info) > 0:
                 signum = flag.signum or signal.SIGTERM
                 if ckpt.last_saved != done:
