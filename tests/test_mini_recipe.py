@@ -126,6 +126,15 @@ def test_pretrain_config_trains_the_whole_micro_backbone_on_the_pretraining_twin
     assert cfg["train"]["iters"] == scale["pretrain"]["train"]["iters"]
 
 
+def test_pretrain_optimizer_can_be_set_per_backbone():
+    scale = load_scale("mini")
+    scale["pretrain"] = {**scale["pretrain"], "optim": {"lr": 0.02, "backbone_lr_mult": 1.0},
+                         "backbone_optim": {"swin_micro": {"lr": 0.005}}}
+    assert pretrain_config(scale, "swin_micro")["optim"]["lr"] == 0.005
+    assert pretrain_config(scale, "resnet_micro")["optim"]["lr"] == 0.02
+    assert pretrain_config(scale, "swin_micro")["optim"]["backbone_lr_mult"] == 1.0
+
+
 def test_schedule_is_set_per_model_and_vocabulary_size():
     scale = load_scale("mini")
     for model_map in scale["models"].values():

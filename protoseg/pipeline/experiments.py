@@ -341,7 +341,8 @@ def pretrain_config(scale: dict, backbone: str) -> dict:
         raise ExperimentError(f"scale {scale.get('name')}: no model on backbone {backbone!r}")
     model = {**maps[0]["model"], "head": "softmax"}
     optim = {"name": maps[0]["optim"], **(scale.get("optim", {}).get(maps[0]["optim"]) or {}),
-             **(maps[0].get("optim_options") or {}), **(pre.get("optim") or {})}
+             **(maps[0].get("optim_options") or {}), **(pre.get("optim") or {}),
+             **(pre.get("backbone_optim", {}).get(backbone) or {})}
     data = {"dataset": pre["dataset"], "root": pre["root"], **(scale["data"].get("common") or {})}
     train = {**(scale.get("train") or {}), **pre["train"], **(pre.get("backbone_train", {}).get(backbone) or {})}
     return {"run": {"name": f"pretrain/{backbone}", "output_dir": f"{pre['runs_dir']}", "seed": 0},
