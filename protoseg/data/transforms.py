@@ -13,6 +13,7 @@ import dataclasses
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
