@@ -155,3 +155,17 @@ def test_list_prints_each_runs_key_beside_its_entry_names(plan, capsys):
     assert run("--format", "keys") == list(plan.runs)
     table2 = [line.split() for line in run("--tables", "table2")]
     assert {plan.entry_run[e] for e in plan.entries if plan.entries[e].table == "table2"} == {w[0] for w in table2}
+
+
+def test_plan_carries_its_scale_file_read_once(plan, tmp_path):
+    """The plan holds the scale it was built from, so no consumer reads the scale file again."""
+    assert plan.scale_file == "configs/scales/mini.yaml"
+    assert plan.scale_config == load_scale("mini")
+    scales = tmp_path / "scales"
+    scales.mkdir()
+    mini = yaml.safe_load((REPO / "configs/scales/mini.yaml").read_text())
+    (scales / "mini.yaml").write_text(yaml.safe_dump(mini))
+    other = build_plan(scale="mini", seeds=[0], scales_dir=str(scales))
+    assert other.scale_file == f"{scales}/mini.yaml"
+    (scales / "mini.yaml").write_text("not: the scale\n")  # a later change of the file is not seen
+    assert other.scale_config["name"] == "mini" and other.scale_config["train"] == mini["train"]

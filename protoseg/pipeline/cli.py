@@ -59,13 +59,13 @@ def _config(args) -> int:
     modification time too), so rewriting it never makes a workflow retrain."""
     from protoseg.atomic_io import write_bytes_atomic
 
-    from .experiments import ExperimentError, load_scale, pretrain_config
+    from .experiments import ExperimentError, pretrain_config
 
-    pcfg, plan = _plan(args)
+    _, plan = _plan(args)
     if (args.key is None) == (args.pretrain is None):
         raise ExperimentError("experiments config: give a run KEY (protoseg experiments list) or --pretrain BACKBONE")
     if args.pretrain is not None:
-        cfg = pretrain_config(load_scale(plan.scale, pcfg.get("scales_dir", "configs/scales")), args.pretrain)
+        cfg = pretrain_config(plan.scale_config, args.pretrain)
     elif args.key not in plan.runs:
         raise ExperimentError(f"no run {args.key!r} at scale {plan.scale} (protoseg experiments list)")
     else:
@@ -110,10 +110,11 @@ def _log_mlflow(args) -> int:
 
 
 def _params(args) -> int:
+    from .experiments import SCALES_DIR
     from .params import parameter_table
 
     pcfg, plan = _plan(args)
-    table = parameter_table(plan, scales_dir=pcfg.get("scales_dir", "configs/scales"))
+    table = parameter_table(plan, scales_dir=pcfg.get("scales_dir", SCALES_DIR))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
     print(json.dumps({"written": args.out, "models": len(table)}))

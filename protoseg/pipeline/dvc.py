@@ -27,7 +27,7 @@ import yaml
 
 from protoseg.config.pipeline import MINI_RAW_DIR, RUN_CONFIG, root_pattern
 
-from .experiments import Plan, load_scale, pretrain_backbones, pretrained_path
+from .experiments import Plan, pretrain_backbones, pretrained_path
 
 REFERENCE = "results/reference"  # the committed reference results (protoseg compare-results)
 CONFIG_FILES = ("configs/experiments.yaml", "configs/paper_tables.yaml", "configs/pipeline.yaml")
@@ -57,9 +57,7 @@ def train_cmd(plan: Plan, key: str, seed: int, threads: int = 1) -> str:
 
 
 def dvc_yaml(plan: Plan, pcfg: dict) -> str:
-    scale_file = f"{pcfg.get('scales_dir', 'configs/scales')}/{plan.scale}.yaml"
-    scale = load_scale(plan.scale, pcfg.get("scales_dir", "configs/scales"))
-    ctx = _Context(plan, pcfg, scale, scale_file)
+    ctx = _Context(plan, pcfg, plan.scale_config, plan.scale_file)
     _data_stages(ctx)
     _pretrain_stages(ctx)
     tables = [t for t in pcfg.get("tables", []) if t != "smoke"]

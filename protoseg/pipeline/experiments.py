@@ -79,6 +79,8 @@ class Plan:
     entries: dict  # entry id -> Entry
     entry_run: dict  # entry id -> run key
     paper_tables: dict
+    scale_config: dict = field(default_factory=dict)  # the scale file's content, read once by build_plan
+    scale_file: str = ""  # the scale file's path, as given (a dependency of the pipeline's stages)
 
     def run_dir(self, key: str, seed: int) -> str:
         return f"{self.runs_dir}/{self.scale}/{key}/s{seed}"
@@ -362,8 +364,16 @@ def run_key(config: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def load_scale(name: str, scales_dir: str | Path = "configs/scales") -> dict:
-    scale = _read_yaml(Path(scales_dir) / f"{name}.yaml")
+SCALES_DIR = "configs/scales"  # the default folder of the scale files (pipeline config key scales_dir)
+
+
+def scale_file(name: str, scales_dir: str | Path = SCALES_DIR) -> str:
+    """The path of scale ``name``'s file: ``<scales_dir>/<name>.yaml``."""
+    return f"{scales_dir}/{name}.yaml"
+
+
+def load_scale(name: str, scales_dir: str | Path = SCALES_DIR) -> dict:
+    scale = _read_yaml(Path(scale_file(name, scales_dir)))
     scale.setdefault("name", name)
     return scale
 
@@ -371,7 +381,8 @@ def load_scale(name: str, scales_dir: str | Path = "configs/scales") -> dict:
 def build_plan(pcfg: dict | None = None, **overrides) -> Plan:
     """Expand the experiment list of pipeline config ``pcfg`` into deduplicated runs."""
     pcfg = load_pipeline_config(None, overrides) if pcfg is None else {**pcfg, **overrides}
-    scale = load_scale(pcfg["scale"], pcfg.get("scales_dir", "configs/scales"))
+    scales_dir = pcfg.get("scales_dir", SCALES_DIR)
+    scale = load_scale(pcfg["scale"], scales_dir)
     entries = expand_entries(_read_yaml(pcfg.get("experiments", "configs/experiments.yaml")))
     paper_tables = _read_yaml(pcfg.get("paper_tables", "configs/paper_tables.yaml"))
     runs: dict[str, Run] = {}
@@ -386,7 +397,8 @@ def build_plan(pcfg: dict | None = None, **overrides) -> Plan:
         runs[key].entries.append(e.id)
         entry_run[e.id] = key
     plan = Plan(scale=pcfg["scale"], seeds=list(pcfg.get("seeds", [0])), runs_dir=pcfg.get("runs_dir", "runs"),
-                runs=runs, entries={e.id: e for e in entries}, entry_run=entry_run, paper_tables=paper_tables)
+                runs=runs, entries={e.id: e for e in entries}, entry_run=entry_run, paper_tables=paper_tables,
+                scale_config=scale, scale_file=scale_file(pcfg["scale"], scales_dir))
     for e in entries:  # every paper reference must resolve
         if e.paper is not None:
             try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .experiments import Plan, compose, load_scale
+from .experiments import SCALES_DIR, Plan, compose, load_scale
 
 
 def _num_classes(data: dict) -> int:
@@ -15,11 +15,11 @@ def _num_classes(data: dict) -> int:
     return get_spec(data["dataset"]).num_classes
 
 
-def parameter_table(plan: Plan, *, scales_dir: str = "configs/scales") -> dict:
+def parameter_table(plan: Plan, *, scales_dir: str = SCALES_DIR) -> dict:
     from protoseg.models import ModelConfig
     from protoseg.models.params import count_config_parameters
 
-    scales = {"paper": load_scale("paper", scales_dir), plan.scale: load_scale(plan.scale, scales_dir)}
+    scales = {"paper": load_scale("paper", scales_dir), plan.scale: plan.scale_config}
     cache: dict[str, int] = {}
 
     def count(scale_name: str, entry) -> int:
