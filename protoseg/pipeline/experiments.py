@@ -96,12 +96,10 @@ class Plan:
 
     def keys_for_tables(self, tables) -> list[str]:
         tables = set(tables)
-        keys = [self.entry_run[e.id] for e in self.entries.values() if e.table in tables]
-        return list(dict.fromkeys(keys))
+        return list(dict.fromkeys(self.entry_run[e.id] for e in self.entries.values() if e.table in tables))
 
     def datasets(self, keys=None) -> list[str]:
-        keys = self.runs if keys is None else keys
-        return sorted({self.runs[k].dataset for k in keys})
+        return sorted({self.runs[k].dataset for k in (self.runs if keys is None else keys)})
 
     def paper_value(self, entry: Entry) -> float | None:
         if entry.paper_value is not None:
@@ -367,13 +365,8 @@ def run_key(config: dict) -> str:
 SCALES_DIR = "configs/scales"  # the default folder of the scale files (pipeline config key scales_dir)
 
 
-def scale_file(name: str, scales_dir: str | Path = SCALES_DIR) -> str:
-    """The path of scale ``name``'s file: ``<scales_dir>/<name>.yaml``."""
-    return f"{scales_dir}/{name}.yaml"
-
-
 def load_scale(name: str, scales_dir: str | Path = SCALES_DIR) -> dict:
-    scale = _read_yaml(Path(scale_file(name, scales_dir)))
+    scale = _read_yaml(Path(scales_dir) / f"{name}.yaml")
     scale.setdefault("name", name)
     return scale
 
@@ -381,8 +374,7 @@ def load_scale(name: str, scales_dir: str | Path = SCALES_DIR) -> dict:
 def build_plan(pcfg: dict | None = None, **overrides) -> Plan:
     """Expand the experiment list of pipeline config ``pcfg`` into deduplicated runs."""
     pcfg = load_pipeline_config(None, overrides) if pcfg is None else {**pcfg, **overrides}
-    scales_dir = pcfg.get("scales_dir", SCALES_DIR)
-    scale = load_scale(pcfg["scale"], scales_dir)
+    scale = load_scale(pcfg["scale"], scales_dir := pcfg.get("scales_dir", SCALES_DIR))
     entries = expand_entries(_read_yaml(pcfg.get("experiments", "configs/experiments.yaml")))
     paper_tables = _read_yaml(pcfg.get("paper_tables", "configs/paper_tables.yaml"))
     runs: dict[str, Run] = {}
@@ -398,7 +390,7 @@ def build_plan(pcfg: dict | None = None, **overrides) -> Plan:
         entry_run[e.id] = key
     plan = Plan(scale=pcfg["scale"], seeds=list(pcfg.get("seeds", [0])), runs_dir=pcfg.get("runs_dir", "runs"),
                 runs=runs, entries={e.id: e for e in entries}, entry_run=entry_run, paper_tables=paper_tables,
-                scale_config=scale, scale_file=scale_file(pcfg["scale"], scales_dir))
+                scale_config=scale, scale_file=f"{scales_dir}/{pcfg['scale']}.yaml")
     for e in entries:  # every paper reference must resolve
         if e.paper is not None:
             try:
