@@ -128,6 +128,7 @@ def test_an_unknown_key_is_refused_naming_it(case, config_file, capsys):
     ("optim.head_lr_mult=-2", "optim.head_lr_mult"), ("train.keep_ckpts=-1", "train.keep_ckpts"),
     ("train.max_grad_norm=-1", "train.max_grad_norm"), ("model.drop_path_rate=-0.1", "model.drop_path_rate"),
     ("model.dropout=abc", "model.dropout"), ("model.method.momentum=true", "model.method.momentum"),
+    ("optim.betas=[abc, def]", "optim.betas"), ("data.crop_size=[a, 32]", "data.crop_size"),
     ("model.method.num_prototypes=", "model.method.num_prototypes"),
     ("model.method.variant=[a]", "model.method.variant"), ("optim.lr=.inf", "optim.lr"),
     ("train.iters=1e400", "train.iters"), ("data.crop_size=[.nan, 3]", "data.crop_size"),

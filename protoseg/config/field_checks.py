@@ -51,7 +51,8 @@ def check_value(where: str, value: Any, hint: Any, default: Any) -> None:
         if not _allows_none(hint):
             raise ConfigError(f"{where} is empty: expected {_describe(hint, default)}")
         return
-    if (not _same_kind(value, default)) if default is not None else (not _matches(value, hint)):
+    wrong = (not _same_kind(value, default)) if default is not None else (not _matches(value, hint))
+    if wrong or (isinstance(default, (list, tuple)) and not _matches(value, hint)):  # a list's items too
         raise ConfigError(f"{where}={short(value)!r}: expected {_describe(hint, default)}")
     for v in (value if isinstance(value, (list, tuple)) else [value]):
         if isinstance(v, float) and not math.isfinite(v):
