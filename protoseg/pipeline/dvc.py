@@ -1,7 +1,7 @@
 """``dvc.yaml`` generated from the experiment list (``protoseg experiments dvc-yaml``), so DVC runs
 exactly the runs Snakemake runs: one stage per prepared dataset, one per run writing its run.yaml
 (``config_<key>``), one per (run, seed) training from it, then the parameter counts, the tables and the
-figures. The commands are the ones the Snakemake rules run (values from configs shell-quoted).
+figures. The commands are the ones the Snakemake rules run, built by ``protoseg.pipeline.commands``.
 ``tests/test_pipeline_dvc.py`` fails when the committed dvc.yaml differs from the generated one.
 
 DVC caches the prepared roots and the run folders (checkpoints, metrics; hashes in ``dvc.lock``);
@@ -27,6 +27,7 @@ import yaml
 
 from protoseg.config.pipeline import MINI_RAW_DIR, RUN_CONFIG, root_pattern
 
+from . import commands
 from .experiments import Plan, pretrain_backbones, pretrained_path
 
 REFERENCE = "results/reference"  # the committed reference results (protoseg compare-results)
@@ -37,23 +38,11 @@ HEADER = """\
 #   dvc repro            # every table (and figure) of the scale, on the same runs as Snakemake
 #   dvc repro smoke      # one tiny run and its table
 """
-q = shlex.quote  # every value from a config reaches the shell quoted, as {x:q} in the Snakemake rules
-
-
-def _data_cmd(plan: Plan, dataset: str, root: str, mini: bool) -> str:
-    if mini:
-        raw = q(f"{MINI_RAW_DIR}/{dataset}")
-        return (f"rm -rf {raw} && protoseg make-mini {q(dataset)} --dst {raw} && "
-                f"protoseg prepare {q(dataset)} --src {raw} --dst {q(root)} --workers 1 --quiet")
-    return (f"protoseg prepare {q(dataset)} --src '${{paper_sources.{dataset}}}' --dst {q(root)} "
-            "--workers 8 --quiet")
 
 
 def train_cmd(plan: Plan, key: str, seed: int, threads: int = 1) -> str:
-    """The training command of a (run, seed), as the Snakemake ``train`` rule runs it (CPU jobs): the
-    public ``protoseg train`` on the run's run.yaml."""
-    return (f"OMP_NUM_THREADS={int(threads)} protoseg train --config {q(plan.config_path(key))} --resume auto "
-            f"{shlex.join(plan.seed_overrides(key, seed))}")
+    """The training command of a (run, seed), as the Snakemake ``train`` rule runs it (CPU jobs)."""
+    return commands.train(plan.config_path(key), plan.seed_overrides(key, seed), threads)
 
 
 def dvc_yaml(plan: Plan, pcfg: dict) -> str:
@@ -81,9 +70,8 @@ class _Context:
         self.roots = scale["data"]["roots"]
         self.pre = scale.get("pretrain")
         self.results = pcfg.get("results_dir", "results")
-        self.common = shlex.join(["--scale", plan.scale, "--seeds", ",".join(str(s) for s in plan.seeds),
-                                  "--runs-dir", plan.runs_dir])
-        self.config_args = shlex.join(["--scale", plan.scale, "--runs-dir", plan.runs_dir])
+        self.common = commands.run_args(plan.scale, plan.runs_dir, plan.seeds)
+        self.config_args = commands.run_args(plan.scale, plan.runs_dir)
         self.config_deps = [*CONFIG_FILES, scale_file]
         self.params_file = f"{self.results}/params_{plan.scale}.json"
         self.stages: dict = {}
@@ -97,7 +85,10 @@ def _data_stages(ctx: _Context) -> None:
     root_pattern(ctx.roots, f"{ctx.scale_file}: data.roots")  # the rules' one pattern
     mini = bool((ctx.scale["data"].get("common") or {}).get("mini"))
     for ds in ctx.plan.datasets():
-        stage = {"cmd": _data_cmd(ctx.plan, ds, ctx.roots[ds], mini), "outs": [ctx.roots[ds]]}
+        root = ctx.roots[ds]
+        cmd = (commands.make_mini(ds, ds, f"{MINI_RAW_DIR}/{ds}", root) if mini
+               else commands.prepare(ds, f"${{paper_sources.{ds}}}", root, workers=8))
+        stage = {"cmd": cmd, "outs": [root]}
         if not mini:
             stage["params"] = [{"configs/pipeline.yaml": [f"paper_sources.{ds}"]}]
         ctx.stages[f"data_{ds}"] = stage
@@ -109,20 +100,17 @@ def _pretrain_stages(ctx: _Context) -> None:
     pre = ctx.pre
     if not pre:
         return
-    raw = q(f"{MINI_RAW_DIR}/pretrain")
     ctx.stages["data_pretrain"] = {
-        "cmd": (f"rm -rf {raw} && protoseg make-mini pretrain --dst {raw} && protoseg prepare "
-                f"{q(pre['dataset'])} --src {raw} --dst {q(pre['root'])} --workers 1 --quiet"),
+        "cmd": commands.make_mini("pretrain", pre["dataset"], f"{MINI_RAW_DIR}/pretrain", pre["root"]),
         "outs": [pre["root"]]}
     for bb in pretrain_backbones(ctx.plan.runs.values()):
         run_dir = f"{pre['runs_dir']}/pretrain/{bb}"
         cfg_file = f"{run_dir}/{RUN_CONFIG}"
         ctx.stages[f"config_pretrain_{bb}"] = {
-            "cmd": f"protoseg experiments config --pretrain {q(bb)} {ctx.config_args} --out {q(cfg_file)}",
+            "cmd": commands.pretrain_config(bb, ctx.config_args, cfg_file),
             "deps": list(ctx.config_deps), "outs": [cfg_file]}
         ctx.stages[f"pretrain_{bb}"] = {
-            "cmd": (f"OMP_NUM_THREADS=1 protoseg train --config {q(cfg_file)} --resume auto && protoseg "
-                    f"export-backbone --remove-checkpoint {q(run_dir + '/checkpoints/final.pt')} {q(pretrained_path(ctx.scale, bb))}"),
+            "cmd": commands.pretrain(cfg_file, f"{run_dir}/checkpoints/final.pt", pretrained_path(ctx.scale, bb)),
             "deps": [cfg_file, pre["root"]], "outs": [pretrained_path(ctx.scale, bb)]}
 
 
@@ -133,7 +121,7 @@ def _train_stages(ctx: _Context, keys, seeds=None) -> None:
         run = plan.runs[key]
         cfg_file = plan.config_path(key)
         ctx.stages.setdefault(f"config_{key}", {
-            "cmd": f"protoseg experiments config {q(key)} {ctx.config_args} --out {q(cfg_file)}",
+            "cmd": commands.run_config(key, ctx.config_args, cfg_file),
             "deps": list(ctx.config_deps), "outs": [cfg_file]})
         pretrained = run.config["model"].get("pretrained") if ctx.pre else None
         for seed in seeds or plan.seeds:
@@ -148,31 +136,29 @@ def _train_stages(ctx: _Context, keys, seeds=None) -> None:
 def _report_stages(ctx: _Context, tables: list[str], keys: list[str]) -> None:
     """Parameter counts, tables, figures, claims, the diagnostics figure (the rules of report.smk)."""
     plan, results, common, params_file = ctx.plan, ctx.results, ctx.common, ctx.params_file
-    ctx.stages["params"] = {"cmd": f"protoseg experiments params {common} --out {q(params_file)}",
+    ctx.stages["params"] = {"cmd": commands.params(common, params_file),
                             "deps": ["configs/experiments.yaml", ctx.scale_file],
                             "outs": [{params_file: {"cache": False}}]}
     stems = list(dict.fromkeys("table5" if t.startswith("table5") else t for t in tables))
     ctx.stages["tables"] = {
-        "cmd": (f"protoseg tables {common} --tables {shlex.join(tables)} --params {q(params_file)} "
-                f"--out {q(results + '/tables')}"),
+        "cmd": commands.tables(common, tables, f"{results}/tables", params_file),
         "deps": [params_file, *ctx.run_dirs(keys)],
         "outs": [{f"{results}/tables/{s}.{ext}": {"cache": False}} for s in stems for ext in ("md", "csv", "tex")],
     }
     ceiling = [CEILING_FILE] if (ctx.scale["data"].get("common") or {}).get("mini") else []
     ctx.stages["figures"] = {
-        "cmd": (f"OMP_NUM_THREADS=1 protoseg figures {common} --params {q(params_file)} "
-                + "".join(f"--ceiling {q(c)} " for c in ceiling) + f"--out {q(results + '/figures')}"),
+        "cmd": commands.figures(common, params_file, ceiling, f"{results}/figures"),
         "deps": [params_file, *ceiling, *ctx.run_dirs(plan.keys_for_tables(["table2", "table4"]))],
         "outs": [{f"{results}/figures/{n}.png": {"cache": False}}
                  for n in ("table4_miou_params", "fig3_similarity", "fig5_embedding")],
     }
     ctx.stages["claims"] = {  # as the Snakemake rule build_claims
-        "cmd": f"protoseg claims {common} --out {q(results + '/tables')}",
+        "cmd": commands.claims(common, f"{results}/tables"),
         "deps": ctx.run_dirs(keys),
         "outs": [{f"{results}/tables/claims.{ext}": {"cache": False}} for ext in ("md", "csv")],
     }
     ctx.stages["diagnostics_figure"] = {  # as the Snakemake rule build_diagnostics_figure
-        "cmd": f"protoseg figures {common} --which diagnostics --out {q(results + '/figures')}",
+        "cmd": commands.diagnostics_figure(common, f"{results}/figures"),
         "deps": ctx.run_dirs(plan.keys_for_tables(["table5b", "discrepancy"])),
         "outs": [{f"{results}/figures/prototype_diagnostics.png": {"cache": False}}],
     }
@@ -188,15 +174,13 @@ def _smoke_stages(ctx: _Context) -> None:
     for key in smoke_keys:
         run_dir = plan.run_dir(key, seed)
         ctx.stages[f"evaluate_{key}_s{seed}"] = {
-            "cmd": (f"OMP_NUM_THREADS=1 protoseg evaluate --checkpoint {q(run_dir + '/checkpoints/final.pt')} "
-                    f"--split val --out {q(run_dir + '_eval/val')} --quiet"),
+            "cmd": commands.evaluate(f"{run_dir}/checkpoints/final.pt", "val", f"{run_dir}_eval/val"),
             "deps": [run_dir],
             "outs": [f"{run_dir}_eval/val"],
         }
         evals.append(f"{run_dir}_eval/val")
-    args = shlex.join(["--scale", plan.scale, "--seeds", str(seed), "--runs-dir", plan.runs_dir])
     ctx.stages["smoke"] = {
-        "cmd": f"protoseg tables {args} --tables smoke --out {q(results + '/smoke')}",
+        "cmd": commands.tables(commands.run_args(plan.scale, plan.runs_dir, [seed]), ["smoke"], f"{results}/smoke"),
         "deps": [*ctx.run_dirs(smoke_keys, [seed]), *evals],
         "outs": [f"{results}/smoke"],
     }
@@ -208,17 +192,15 @@ def _final_stages(ctx: _Context, tables: list[str]) -> None:
     mlflow = ctx.pcfg.get("mlflow") or {}
     marker = f"logs/{plan.scale}/mlflow_logged.json"
     ctx.stages["mlflow"] = {  # as the Snakemake rule log_mlflow
-        "cmd": (f"protoseg experiments log-mlflow {ctx.common} "
-                f"--tracking-uri {q(mlflow.get('tracking_uri', 'sqlite:///mlruns/mlflow.db'))} "
-                f"--artifact-root {q(mlflow.get('artifact_root', 'mlruns/artifacts'))} "
-                f"--claims {q(results + '/tables/claims.csv')} --out {q(marker)}"),
+        "cmd": commands.log_mlflow(ctx.common, mlflow.get("tracking_uri", "sqlite:///mlruns/mlflow.db"),
+                                   mlflow.get("artifact_root", "mlruns/artifacts"), f"{results}/tables/claims.csv",
+                                   marker),
         "deps": ctx.run_dirs(plan.runs) + [f"{results}/tables/claims.csv"],
         "outs": [{marker: {"cache": False}}],
     }
     stems = list(dict.fromkeys("table5" if t.startswith("table5") else t for t in tables))
     ctx.stages["compare"] = {
-        "cmd": (f"protoseg compare-results --reference {q(REFERENCE)} --ours {q(results)} "
-                f"--out {q(results + '/compare.md')}"),
+        "cmd": commands.compare(REFERENCE, results, f"{results}/compare.md"),
         "deps": [f"{results}/tables/{s}.csv" for s in stems],
         "outs": [{f"{results}/compare.md": {"cache": False}}],
     }

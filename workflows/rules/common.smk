@@ -14,6 +14,7 @@ min_version("8.20")
 sys.path.insert(0, str(Path(workflow.basedir)))  # the repo's protoseg package, even without an install
 # pure Python, no torch (tests/test_architecture_pipeline.py)
 from protoseg.config.pipeline import MINI_RAW_DIR, parse_seeds, root_pattern  # noqa: E402
+from protoseg.pipeline import commands  # noqa: E402  (every rule's command, shared with dvc.yaml)
 from protoseg.pipeline.experiments import build_plan, load_pipeline_config, load_scale, pretrain_config  # noqa: E402
 
 config["seeds"] = parse_seeds(config.get("seeds", [0]))  # --config seeds=3 means [0, 1, 2]
@@ -26,13 +27,12 @@ RUNS = f"{config['runs_dir']}/{SCALE}"  # run folders: RUNS/<key>/s<seed>/
 RESULTS = config["results_dir"]  # a user's run: results/ (git-ignored); the reference: results/reference
 REFERENCE = "results/reference"  # committed reference results (regenerate: --config seeds=3 results_dir=results/reference)
 SCALE_CFG = load_scale(SCALE, config["scales_dir"])
-PS = "protoseg"  # the project's command; every rule is a shell call of it
 # the environment Snakemake runs in (e.g. .venv/bin/snakemake) provides protoseg, python, torchrun
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-SEEDS_ARG = ",".join(str(s) for s in SEEDS)
-# config-derived values reach a shell quoted: here with shlex.quote, in the rules with {x:q}
-COMMON_ARGS = shlex.join(["--scale", SCALE, "--seeds", SEEDS_ARG, "--runs-dir", str(config["runs_dir"])])
-CONFIG_ARGS = shlex.join(["--scale", SCALE, "--runs-dir", str(config["runs_dir"])])  # run configs: all seeds
+# every rule runs a command of protoseg.pipeline.commands (config values shell-quoted there), the same
+# strings as dvc.yaml's stages; a rule adds only its log redirection ({log:q})
+COMMON_ARGS = commands.run_args(SCALE, config["runs_dir"], SEEDS)
+CONFIG_ARGS = commands.run_args(SCALE, config["runs_dir"])  # run configs: all seeds
 # prepared roots: configs/scales/<scale>.yaml `data.roots`, one <prefix>/{dataset} pattern (the data rules)
 ROOTS = SCALE_CFG["data"]["roots"]
 DATA_ROOT = root_pattern(ROOTS, f"{config['scales_dir']}/{SCALE}.yaml: data.roots")
@@ -76,12 +76,16 @@ def res(key, name):
     return PLAN.runs[key].resources.get(name)
 
 
-def launcher(key):
-    """One process per job: torchrun owns all of the job's GPUs (never one task per GPU, the SLURM
-    plugin trap of shared/spec/infrastructure.md); a CPU or single-GPU job runs protoseg directly."""
+def train_command(key, seed, threads, attempt):
+    """A (run, seed)'s training command. One process per job: torchrun owns all of the job's GPUs
+    (never one task per GPU, the SLURM plugin trap of docs/slurm.md), after a check that the job sees
+    them; a CPU or single-GPU job runs protoseg directly. OMP threads: the job's CPUs per process."""
     gpus = int(res(key, "gpu") or 0)
-    if gpus > 1:
-        return (f"python -c 'import torch,sys; n=torch.cuda.device_count(); "
-                f"sys.exit(0 if n=={gpus} else f\"expected {gpus} GPUs, the job sees {{n}}\")' && "
-                f"torchrun --standalone --nproc_per_node={gpus} -m protoseg.cli")
-    return PS
+    config = PLAN.config_path(key)
+    overrides = PLAN.seed_overrides(key, int(seed))
+    if gpus <= 1:
+        return commands.train(config, overrides, threads, attempt=attempt)
+    check = (f"python -c 'import torch,sys; n=torch.cuda.device_count(); "
+             f"sys.exit(0 if n=={gpus} else f\"expected {gpus} GPUs, the job sees {{n}}\")'")
+    launcher = f"torchrun --standalone --nproc_per_node={gpus} -m protoseg.cli"
+    return f"{check} && " + commands.train(config, overrides, max(1, threads // gpus), launcher, attempt)

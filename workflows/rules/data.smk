@@ -1,10 +1,10 @@
 # Prepared datasets, at the roots of the scale file (configs/scales/<scale>.yaml `data.roots`, one
-# <prefix>/<dataset> pattern: DATA_ROOT). Mini scale (`data.common.mini`): a miniature twin written in
+# <prefix>/<dataset> pattern: DATA_ROOT); commands: protoseg.pipeline.commands, as dvc.yaml's. Mini scale (`data.common.mini`): a miniature twin written in
 # the official layout (MINI_RAW_DIR), then prepared by the same code as the real data. Paper scale:
 # `protoseg prepare` on the official download named in `paper_sources` (a parameter, not an input
 # file: the download is outside the workflow).
 # Outputs are the prepared roots' meta.json (written last); no file inputs, so a root restored by
-# `dvc pull` is never re-made. Every value from the config reaches the shell quoted ({x:q}).
+# `dvc pull` is never re-made.
 import re as _re
 
 _DATASETS = "|".join(_re.escape(d) for d in ROOTS)
@@ -15,8 +15,7 @@ if (SCALE_CFG["data"].get("common") or {}).get("mini"):
         output:
             f"{DATA_ROOT}/meta.json",
         params:
-            raw=lambda wc: f"{MINI_RAW_DIR}/{wc.dataset}",
-            root=lambda wc: ROOTS[wc.dataset],
+            cmd=lambda wc: commands.make_mini(wc.dataset, wc.dataset, f"{MINI_RAW_DIR}/{wc.dataset}", ROOTS[wc.dataset]),
         wildcard_constraints:
             dataset=_DATASETS,
         log:
@@ -24,9 +23,7 @@ if (SCALE_CFG["data"].get("common") or {}).get("mini"):
         benchmark:
             f"logs/{SCALE}/benchmarks/make_mini/{{dataset}}.tsv"
         shell:
-            "(rm -rf {params.raw:q} && {PS} make-mini {wildcards.dataset:q} --dst {params.raw:q} && "
-            "{PS} prepare {wildcards.dataset:q} --src {params.raw:q} --dst {params.root:q} --workers 1 --quiet) "
-            "> {log:q} 2>&1"
+            "({params.cmd}) > {log:q} 2>&1"
 
 else:
 
@@ -34,8 +31,8 @@ else:
         output:
             f"{DATA_ROOT}/meta.json",
         params:
-            src=lambda wc: config["paper_sources"][wc.dataset],
-            root=lambda wc: ROOTS[wc.dataset],
+            cmd=lambda wc, threads: commands.prepare(wc.dataset, config["paper_sources"][wc.dataset],
+                                                     ROOTS[wc.dataset], threads),
         wildcard_constraints:
             dataset=_DATASETS,
         log:
@@ -48,8 +45,7 @@ else:
             mem_mb=32000,
             runtime=720,
         shell:
-            "{PS} prepare {wildcards.dataset:q} --src {params.src:q} --dst {params.root:q} "
-            "--workers {threads} --quiet > {log:q} 2>&1"
+            "{params.cmd} > {log:q} 2>&1"
 
 
 if PRE:
@@ -60,12 +56,8 @@ if PRE:
         output:
             f"{PRE['root']}/meta.json",
         params:
-            raw=f"{MINI_RAW_DIR}/pretrain",
-            root=PRE["root"],
-            dataset=PRE["dataset"],
+            cmd=lambda wc: commands.make_mini("pretrain", PRE["dataset"], f"{MINI_RAW_DIR}/pretrain", PRE["root"]),
         log:
             f"logs/{SCALE}/make_mini/pretrain.log",
         shell:
-            "(rm -rf {params.raw:q} && {PS} make-mini pretrain --dst {params.raw:q} && "
-            "{PS} prepare {params.dataset:q} --src {params.raw:q} --dst {params.root:q} --workers 1 --quiet) "
-            "> {log:q} 2>&1"
+            "({params.cmd}) > {log:q} 2>&1"

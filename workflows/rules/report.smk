@@ -1,6 +1,6 @@
 # Parameter counts, MLflow logging, tables and figures. Inputs restored by `dvc pull` are ancient():
 # their fresh modification times must not trigger re-runs (a producing job that does run still
-# re-runs its consumers). Every value from the config reaches the shell quoted ({x:q}, COMMON_ARGS).
+# re-runs its consumers). Commands: protoseg.pipeline.commands (config values quoted there).
 # PLAN_DIGEST (a param): an edit of the experiment list or the paper values (tracking sections, run
 # keys) re-runs the tables and the MLflow logging, so both follow it and agree.
 # Console: the rules reading many run folders carry a one-line `message:` (Snakemake then prints it
@@ -19,12 +19,14 @@ PLAN_DIGEST = _hashlib.sha256(_json.dumps(
 rule params:
     output:
         f"{RESULTS}/params_{SCALE}.json",
+    params:
+        cmd=lambda wc, output: commands.params(COMMON_ARGS, output[0]),
     log:
         f"logs/{SCALE}/params.log",
     benchmark:
         f"logs/{SCALE}/benchmarks/params.tsv"
     shell:
-        "OMP_NUM_THREADS=1 {PS} experiments params {COMMON_ARGS} --out {output:q} > {log:q} 2>&1"
+        "{params.cmd} > {log:q} 2>&1"
 
 
 rule log_mlflow:
@@ -39,15 +41,15 @@ rule log_mlflow:
         f"logs/{SCALE}/mlflow_logged.json",
     params:
         uri=config["mlflow"]["tracking_uri"],
-        root=config["mlflow"]["artifact_root"],
         plan=PLAN_DIGEST,
+        cmd=lambda wc, input, output: commands.log_mlflow(COMMON_ARGS, config["mlflow"]["tracking_uri"],
+                                                          config["mlflow"]["artifact_root"], input.claims, output[0]),
     log:
         f"logs/{SCALE}/log_mlflow.log",
     benchmark:
         f"logs/{SCALE}/benchmarks/log_mlflow.tsv"
     shell:
-        "{PS} experiments log-mlflow {COMMON_ARGS} --tracking-uri {params.uri:q} --artifact-root {params.root:q} "
-        "--claims {input.claims:q} --out {output:q} > {log:q} 2>&1"
+        "{params.cmd} > {log:q} 2>&1"
 
 
 def table_outputs(names):
@@ -68,16 +70,15 @@ rule build_tables:
     output:
         table_outputs(config["tables"]),
     params:
-        tables=config["tables"],
         out=f"{RESULTS}/tables",
         plan=PLAN_DIGEST,
+        cmd=lambda wc, input: commands.tables(COMMON_ARGS, config["tables"], f"{RESULTS}/tables", input.params),
     log:
         f"logs/{SCALE}/tables.log",
     benchmark:
         f"logs/{SCALE}/benchmarks/tables.tsv"
     shell:
-        "{PS} tables {COMMON_ARGS} --tables {params.tables:q} --params {input.params:q} "
-        "--out {params.out:q} > {log:q} 2>&1"
+        "{params.cmd} > {log:q} 2>&1"
 
 
 rule build_claims:
@@ -89,12 +90,12 @@ rule build_claims:
         f"{RESULTS}/tables/claims.md",
         f"{RESULTS}/tables/claims.csv",
     params:
-        out=f"{RESULTS}/tables",
         plan=PLAN_DIGEST,
+        cmd=lambda wc: commands.claims(COMMON_ARGS, f"{RESULTS}/tables"),
     log:
         f"logs/{SCALE}/claims.log",
     shell:
-        "{PS} claims {COMMON_ARGS} --out {params.out:q} > {log:q} 2>&1"
+        "{params.cmd} > {log:q} 2>&1"
 
 
 rule build_diagnostics_figure:
@@ -105,12 +106,12 @@ rule build_diagnostics_figure:
     output:
         f"{RESULTS}/figures/prototype_diagnostics.png",
     params:
-        out=f"{RESULTS}/figures",
         plan=PLAN_DIGEST,
+        cmd=lambda wc: commands.diagnostics_figure(COMMON_ARGS, f"{RESULTS}/figures"),
     log:
         f"logs/{SCALE}/diagnostics_figure.log",
     shell:
-        "{PS} figures {COMMON_ARGS} --which diagnostics --out {params.out:q} > {log:q} 2>&1"
+        "{params.cmd} > {log:q} 2>&1"
 
 
 # the twins' Bayes ceilings (benchmarks/bayes_ceiling.py), drawn in the Table 4 panel at the mini scale
@@ -133,14 +134,13 @@ rule build_figures:
         f"{RESULTS}/figures/fig5_embedding.png",
     params:
         out=f"{RESULTS}/figures",
-        ceiling=lambda wc, input: shlex.join(["--ceiling", *input.ceiling]) if input.ceiling else "",
+        cmd=lambda wc, input: commands.figures(COMMON_ARGS, input.params, list(input.ceiling), f"{RESULTS}/figures"),
     log:
         f"logs/{SCALE}/figures.log",
     benchmark:
         f"logs/{SCALE}/benchmarks/figures.tsv"
     shell:
-        "OMP_NUM_THREADS=1 {PS} figures {COMMON_ARGS} --params {input.params:q} {params.ceiling} "
-        "--out {params.out:q} > {log:q} 2>&1"
+        "{params.cmd} > {log:q} 2>&1"
 
 
 rule compare_results:
@@ -149,10 +149,12 @@ rule compare_results:
         [f"{RESULTS}/tables/{n}.csv" for n in table_files(config["tables"])],
     output:
         f"{RESULTS}/compare.md",
+    params:
+        cmd=lambda wc, output: commands.compare(REFERENCE, RESULTS, output[0]),
     log:
         f"logs/{SCALE}/compare.log",
     shell:
-        "{PS} compare-results --reference {REFERENCE:q} --ours {RESULTS:q} --out {output:q} > {log:q} 2>&1"
+        "{params.cmd} > {log:q} 2>&1"
 
 
 # --- the smoke target: one tiny run, its evaluation and its table (CI and the SLURM test) ---
@@ -167,13 +169,11 @@ rule smoke_table:
         f"{RESULTS}/smoke/smoke.csv",
         f"{RESULTS}/smoke/smoke.tex",
     params:
-        seed=SEEDS[0],
-        runs_dir=config["runs_dir"],
-        out=f"{RESULTS}/smoke",
+        cmd=lambda wc: commands.tables(commands.run_args(SCALE, config["runs_dir"], SEEDS[:1]), ["smoke"],
+                                       f"{RESULTS}/smoke"),
     log:
         f"logs/{SCALE}/smoke_table.log",
     benchmark:
         f"logs/{SCALE}/benchmarks/smoke_table.tsv"
     shell:
-        "{PS} tables --scale {SCALE:q} --seeds {params.seed} --runs-dir {params.runs_dir:q} --tables smoke "
-        "--out {params.out:q} > {log:q} 2>&1"
+        "{params.cmd} > {log:q} 2>&1"

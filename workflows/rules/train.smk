@@ -17,10 +17,11 @@ rule run_config:
         f"{RUNS}/{{key}}/run.yaml",
     params:
         config=lambda wc: run_config_digest(wc.key),
+        cmd=lambda wc, output: commands.run_config(wc.key, CONFIG_ARGS, output[0]),
     log:
         f"logs/{SCALE}/run_config/{{key}}.log",
     shell:
-        "{PS} experiments config {wildcards.key:q} {CONFIG_ARGS} --out {output:q} > {log:q} 2>&1"
+        "{params.cmd} > {log:q} 2>&1"
 
 
 def _train_resources():
@@ -54,12 +55,13 @@ if PRE:  # scales with a pre-training stage (mini); the paper scale uses ImageNe
             f"{PRE['runs_dir']}/pretrain/{{backbone}}/run.yaml",
         params:
             config=lambda wc: pretrain_config_digest(wc.backbone),
+            cmd=lambda wc, output: commands.pretrain_config(wc.backbone, CONFIG_ARGS, output[0]),
         wildcard_constraints:
             backbone="[a-z0-9_]+",
         log:
             f"logs/{SCALE}/run_config/pretrain_{{backbone}}.log",
         shell:
-            "{PS} experiments config --pretrain {wildcards.backbone:q} {CONFIG_ARGS} --out {output:q} > {log:q} 2>&1"
+            "{params.cmd} > {log:q} 2>&1"
 
     rule pretrain:
         """One pre-training run per backbone on the scale's pre-training twin (the stand-in for ImageNet
@@ -70,8 +72,9 @@ if PRE:  # scales with a pre-training stage (mini); the paper scale uses ImageNe
         output:
             f"{PRE['dir']}/{{backbone}}.pt",
         params:
-            ckpt=lambda wc: f"{PRE['runs_dir']}/pretrain/{wc.backbone}/checkpoints/final.pt",
             config=lambda wc: pretrain_config_digest(wc.backbone),
+            cmd=lambda wc, input, output, threads: commands.pretrain(
+                input.config, f"{PRE['runs_dir']}/pretrain/{wc.backbone}/checkpoints/final.pt", output[0], threads),
         wildcard_constraints:
             backbone="[a-z0-9_]+",
         log:
@@ -80,8 +83,7 @@ if PRE:  # scales with a pre-training stage (mini); the paper scale uses ImageNe
             f"logs/{SCALE}/benchmarks/pretrain/{{backbone}}.tsv"
         threads: 1
         shell:
-            "(OMP_NUM_THREADS={threads} {PS} train --config {input.config:q} --resume auto && "
-            "{PS} export-backbone --remove-checkpoint {params.ckpt:q} {output:q}) > {log:q} 2>&1"
+            "({params.cmd}) > {log:q} 2>&1"
 
 
 def pretrained_input(wc):
@@ -99,10 +101,8 @@ rule train:
         ckpt=f"{RUNS}/{{key}}/s{{seed}}/checkpoints/final.pt",
         metrics=f"{RUNS}/{{key}}/s{{seed}}/metrics.json",
     params:
-        launcher=lambda wc: launcher(wc.key),
-        threads_env=lambda wc, threads: f"OMP_NUM_THREADS={max(1, threads // max(1, int(res(wc.key, 'gpu') or 0)))}",
-        seed=lambda wc: shlex.join(PLAN.seed_overrides(wc.key, int(wc.seed))),
         config=lambda wc: run_config_digest(wc.key),
+        cmd=lambda wc, threads, resources: train_command(wc.key, wc.seed, threads, resources.attempt),
     log:
         f"logs/{SCALE}/train/{{key}}_s{{seed}}.log",
     benchmark:
@@ -115,8 +115,7 @@ rule train:
     # (a config error, NaN loss, disk full) stop at once with that status (docs/errors.md).
     retries: 3
     shell:
-        "{params.threads_env} {params.launcher} train --config {input.config:q} --resume auto "
-        "--attempt {resources.attempt} {params.seed} >> {log:q} 2>&1"
+        "{params.cmd} >> {log:q} 2>&1"
 
 
 rule evaluate:
@@ -125,15 +124,15 @@ rule evaluate:
     output:
         f"{RUNS}/{{key}}/s{{seed}}_eval/{{split}}/metrics.json",
     params:
-        out=lambda wc: f"{RUNS}/{wc.key}/s{wc.seed}_eval/{wc.split}",
+        cmd=lambda wc, input, threads: commands.evaluate(
+            input.ckpt, wc.split, f"{RUNS}/{wc.key}/s{wc.seed}_eval/{wc.split}", threads),
     log:
         f"logs/{SCALE}/evaluate/{{key}}_s{{seed}}_{{split}}.log",
     benchmark:
         f"logs/{SCALE}/benchmarks/evaluate/{{key}}_s{{seed}}_{{split}}.tsv"
     threads: 1
     shell:
-        "OMP_NUM_THREADS={threads} {PS} evaluate --checkpoint {input.ckpt:q} --split {wildcards.split:q} "
-        "--out {params.out:q} --quiet > {log:q} 2>&1"
+        "{params.cmd} > {log:q} 2>&1"
 
 
 # One target per entry of the list, named as the entry: `snakemake -c1 t2-segf-b4` trains the run of
