@@ -282,7 +282,7 @@ def record_lock(dvc_file: str | Path = "dvc.yaml", dvc: str | None = None, since
             print("dvc.lock: nothing built by this run to record", file=sys.stderr)
         return 0
     t0 = time.monotonic()
-    proc = _commit(dvc, names)
+    proc = _commit(dvc, names, str(dvc_file))
     if proc.returncode != 0:
         print(f"dvc commit -f failed ({proc.returncode}); dvc.lock may be stale:\n{proc.stderr[-2000:]}",
               file=sys.stderr)
@@ -292,13 +292,14 @@ def record_lock(dvc_file: str | Path = "dvc.yaml", dvc: str | None = None, since
     return proc.returncode
 
 
-def _commit(dvc: str, names: list[str]) -> subprocess.CompletedProcess:
+def _commit(dvc: str, names: list[str], dvc_file: str = "dvc.yaml") -> subprocess.CompletedProcess:
     """``dvc commit -f`` of ``names`` in one DVC session that writes dvc.lock once
     (``protoseg.pipeline.dvc_commit``: about 5 s of CPU less per stage than the command, which rewrites
     the lock file after each target); the ``dvc`` command when that session fails."""
     python = Path(dvc).parent / "python"
     python = str(python) if python.exists() else sys.executable
-    proc = subprocess.run([python, "-m", "protoseg.pipeline.dvc_commit", *names], capture_output=True, text=True)
+    proc = subprocess.run([python, "-m", "protoseg.pipeline.dvc_commit", "--file", dvc_file, *names],
+                          capture_output=True, text=True)
     if proc.returncode == 0:
         return proc
     return subprocess.run([dvc, "commit", "-f", "-q", *names], capture_output=True, text=True)
