@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from protoseg.cli import main
-from protoseg.pipeline.compare import compare, verdict
+from protoseg.pipeline.compare import DRIFT_TOLERANCE_PP, compare, measured_tolerance, verdict
 from protoseg.pipeline.experiments import build_plan
 from protoseg.pipeline.tables import build_tables
 
@@ -49,7 +50,7 @@ def test_verdicts_row_by_row(tmp_path, capsys):
     assert "- table2 / Ours, ResNet-101 / mIoU: POSSIBLE BUG" in out
     assert (tmp_path / "cmp.md").read_text() == out
     capsys.readouterr()
-    assert main(["compare-results", "--reference", str(ref), "--ours", str(ours), "--check"]) == 2
+    assert main(["compare-results", "--reference", str(ref), "--ours", str(ours), "--tolerance", "0.3", "--check"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "1 row(s)" in err[0] and "possible bugs: table2 Ours, ResNet-101" in err[0]
 
@@ -100,14 +101,53 @@ def test_a_possible_bug_names_the_machines_of_both_sides(tmp_path, capsys):
     assert rows["Ours, ResNet-101"].verdict == "within expected spread"
     assert rows["Ours, HRNetV2-W48"].verdict.startswith("POSSIBLE BUG (seed 0: 14.00, 2.00 pp")
     assert rows["Ours, HRNetV2-W48"].our_machine == "AMD EPYC 7B13 (16 cores, OMP_NUM_THREADS=2), torch 2.13.0+cpu"
-    assert main(["compare-results", "--reference", str(ref), "--ours", str(ours), "--check"]) == 2
+    assert main(["compare-results", "--reference", str(ref), "--ours", str(ours), "--tolerance", "1.5", "--check"]) == 2
     cap = capsys.readouterr()
     assert "Reference machine: Intel(R) Xeon(R) Processor (2 cores, OMP_NUM_THREADS=1), torch 2.13.0+cpu" in cap.out
     assert ("- table2 / Ours, HRNetV2-W48 / mIoU: POSSIBLE BUG (seed 0: 14.00, 2.00 pp from the reference mean "
             "12.00; band +-1.50 pp); reference machine: Intel(R) Xeon(R) Processor (2 cores, OMP_NUM_THREADS=1), "
-            "torch 2.13.0+cpu; your machine: AMD EPYC 7B13 (16 cores, OMP_NUM_THREADS=2), torch 2.13.0+cpu") in cap.out
+            "torch 2.13.0+cpu; your machine: AMD EPYC 7B13 (16 cores, OMP_NUM_THREADS=2), torch 2.13.0+cpu; "
+            "the CPU models differ: the one-time pre-training") in cap.out
     (line,) = cap.err.strip().splitlines()
     assert line.startswith("error: 1 row(s)") and "Ours, HRNetV2-W48" in line
+
+
+def test_the_cross_cpu_note_only_where_the_cpu_models_differ(tmp_path, capsys):
+    """Same CPU model, other thread count: a possible bug carries no pre-training note."""
+    ref = _tables(tmp_path, "ref", [0, 1, 2], {"t2-ours-w48": [0.120, 0.121, 0.119]})
+    ours = _tables(tmp_path, "ours", [0], {"t2-ours-w48": [0.1400]})
+    _with_machine(ref, "AMD EPYC 7B13 (2 cores, OMP_NUM_THREADS=1)", "2.13.0+cpu")
+    _with_machine(ours, "AMD EPYC 7B13 (16 cores, OMP_NUM_THREADS=2)", "2.13.0+cpu")
+    assert main(["compare-results", "--reference", str(ref), "--ours", str(ours), "--tolerance", "1.5"]) == 0
+    out = capsys.readouterr().out
+    assert "- table2 / Ours, HRNetV2-W48 / mIoU: POSSIBLE BUG" in out and "CPU models differ" not in out
+    _with_machine(ours, "Intel(R) Xeon(R) Processor @ 2.80GHz (2 cores, OMP_NUM_THREADS=1)", "2.13.0+cpu")
+    assert main(["compare-results", "--reference", str(ref), "--ours", str(ours), "--tolerance", "1.5"]) == 0
+    assert "; the CPU models differ: the one-time pre-training" in capsys.readouterr().out
+
+
+def test_each_row_is_judged_with_the_measured_drift_of_its_head(tmp_path):
+    """No --tolerance: a softmax row gets the parametric heads' measured drift, a prototype-head row
+    the prototype head's (larger: its nearest-prototype assignments amplify rounding)."""
+    ref = _tables(tmp_path, "ref", [0, 1, 2], {"t2-fcn-r101": [0.080, 0.080, 0.080],
+                                               "t2-ours-r101": [0.050, 0.050, 0.050]})
+    ours = _tables(tmp_path, "ours", [3], {"t2-fcn-r101": [0.088], "t2-ours-r101": [0.090]})
+    rows = {r.row: r for r in compare(ref, ours)}
+    assert rows["FCN, ResNet-101"].tolerance == DRIFT_TOLERANCE_PP["parametric"] == 0.5
+    assert rows["FCN, ResNet-101"].verdict.startswith("POSSIBLE BUG (seed 3: 8.80, 0.80 pp")
+    assert rows["Ours, ResNet-101"].tolerance == DRIFT_TOLERANCE_PP["prototype"] == 7.5
+    assert rows["Ours, ResNet-101"].verdict == "within expected spread"  # +4 pp: inside the 7.5 pp floor
+    # a run the experiment list does not know (another list): the largest tolerance
+    assert {r.tolerance for r in compare(ref, ours, per_run={})} == {7.5}
+
+
+def test_the_tolerances_are_the_committed_measurement_rounded_up():
+    """DRIFT_TOLERANCE_PP is the largest drift per head in results/benchmarks/drift.json, rounded up to
+    the next 0.5 pp: re-measuring without updating the constant (or the reverse) fails here."""
+    measured = measured_tolerance(Path(__file__).resolve().parents[1] / "results/benchmarks/drift.json")
+    assert set(measured) == set(DRIFT_TOLERANCE_PP)
+    for head, drift in measured.items():
+        assert DRIFT_TOLERANCE_PP[head] == math.floor(drift / 0.5) * 0.5 + 0.5, (head, drift)
 
 
 def test_a_folder_without_tables_is_a_clear_error(tmp_path, capsys):

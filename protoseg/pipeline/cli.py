@@ -171,9 +171,9 @@ def _figures(args) -> int:
 
 
 def _compare(args) -> int:
-    from .compare import DRIFT_TOLERANCE_PP, POSSIBLE_BUG, compare, render
+    from .compare import POSSIBLE_BUG, compare, render, tolerance_text
 
-    tolerance = DRIFT_TOLERANCE_PP if args.tolerance is None else args.tolerance
+    tolerance = args.tolerance  # None: the measured one of each row's head
     rows = compare(args.reference, args.ours, tolerance)  # CompareError: status 2 (protoseg.cli)
     text = render(rows, tolerance, args.reference, args.ours)
     print(text, end="")
@@ -183,7 +183,7 @@ def _compare(args) -> int:
     bad = [r for r in rows if r.verdict.startswith(POSSIBLE_BUG)]
     if args.check and bad:  # exit 2 like dvc-yaml --check: 1 is reserved for bugs (docs/errors.md)
         return user_error(f"{len(bad)} row(s) of {args.ours} outside the expected spread of {args.reference} "
-                          f"(mean +- max(3 std, {tolerance} pp)), possible bugs: "
+                          f"(mean +- max(3 std, {tolerance_text(tolerance)})), possible bugs: "
                           f"{', '.join(f'{r.table} {r.row}' for r in bad[:3])}" + (", ..." if len(bad) > 3 else ""))
     return 0
 
@@ -276,7 +276,9 @@ def add_parser(subparsers) -> None:
                     "tolerance)), POSSIBLE BUG (outside it), or missing.")
     c.add_argument("--reference", default="results/reference", help="reference results folder (default: %(default)s)")
     c.add_argument("--ours", default="results", help="your results folder (default: %(default)s)")
-    c.add_argument("--tolerance", type=float, help="cross-machine tolerance in mIoU points (default: the measured one)")
+    c.add_argument("--tolerance", type=float,
+                   help="one cross-machine tolerance in mIoU points for every row (default: the measured one of "
+                        "each row's head)")
     c.add_argument("--out", help="also write the comparison (Markdown) here")
     c.add_argument("--check", action="store_true", help="exit 2 when a row is a possible bug (outside the expected spread)")
     c.set_defaults(func=_compare)
