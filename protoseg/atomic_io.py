@@ -77,6 +77,12 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def sha256_json(obj) -> str:
+    """sha256 of an object's canonical JSON (sorted keys, no spaces, other types as str): the one
+    digest of configs (run keys, the workflow's config and plan parameters)."""
+    return sha256_bytes(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode())
+
+
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

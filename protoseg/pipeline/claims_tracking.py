@@ -20,11 +20,10 @@ CSV is soft-deleted (``removed``), so the experiment holds the table's rows and 
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import math
 from pathlib import Path
 
+from protoseg.atomic_io import sha256_json
 from protoseg.engine.tracking import (COMPLETE_TAG, CONTENT_TAG, KEY_TAG, SUPERSEDED_TAG, TrackingError,
                                       default_artifact_root, default_tracking_uri, ensure_experiment, lock_path,
                                       locked, repo_relative, retire_superseded, runs_with_tag)
@@ -68,7 +67,7 @@ def _number(text: str) -> float:
 
 def row_content(row: dict[str, str]) -> str:
     """sha256 of the row (canonical JSON of every column)."""
-    return hashlib.sha256(json.dumps({k: row.get(k, "") for k in COLUMNS}, sort_keys=True).encode()).hexdigest()
+    return sha256_json({k: row.get(k, "") for k in COLUMNS})
 
 
 def describe_claims(scale: str) -> str:

@@ -45,12 +45,19 @@ def pretrain(config: str, checkpoint: str, out: str, threads: int = 1) -> str:
             f"{PS} export-backbone --remove-checkpoint {q(checkpoint)} {q(out)}")
 
 
-def train(config: str, overrides: Sequence[str], threads: int, launcher: str = PS,
-          attempt: int | None = None) -> str:
-    """One (run, seed): ``protoseg train`` on the run's run.yaml with the seed's overrides; ``launcher``
-    is torchrun's prefix on multi-GPU jobs; ``attempt``: Snakemake's retry counter."""
+def train(config: str, overrides: Sequence[str], threads: int, attempt: int | None = None, gpus: int = 0) -> str:
+    """One (run, seed): ``protoseg train`` on the run's run.yaml with the seed's overrides; ``attempt``:
+    Snakemake's retry counter. ``gpus`` > 1: ONE process per job, torchrun owning all of the job's GPUs
+    (never one task per GPU, the SLURM plugin trap of docs/slurm.md), after a check that the job sees
+    them; ``threads`` are then split between its processes."""
     retry = f" --attempt {int(attempt)}" if attempt is not None else ""
-    return (f"OMP_NUM_THREADS={int(threads)} {launcher} train --config {q(config)} --resume auto{retry} "
+    launcher, check = PS, ""
+    if gpus > 1:
+        threads = max(1, threads // gpus)
+        launcher = f"torchrun --standalone --nproc_per_node={int(gpus)} -m protoseg.cli"
+        check = (f"python -c 'import torch,sys; n=torch.cuda.device_count(); "
+                 f"sys.exit(0 if n=={int(gpus)} else f\"expected {int(gpus)} GPUs, the job sees {{n}}\")' && ")
+    return (f"{check}OMP_NUM_THREADS={int(threads)} {launcher} train --config {q(config)} --resume auto{retry} "
             f"{shlex.join(overrides)}")
 
 

@@ -6,21 +6,20 @@ expands every entry, composes its engine config at the scale, and groups entries
 config is identical into one run, keyed by a hash of that config (``run_key``). A run is trained
 once per seed, in ``<runs_dir>/<scale>/<key>/s<seed>/``.
 
-Pure Python (yaml, hashlib, ``protoseg.config``): Snakemake imports this module while parsing the
+Pure Python (yaml, ``protoseg.config``, ``protoseg.atomic_io``): Snakemake imports this module while parsing the
 workflow, so it must not import torch (``tests/test_architecture_pipeline.py`` checks).
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from protoseg.atomic_io import sha256_json
 from protoseg.config.datasets import DATASET_CLASSES, DATASET_IGNORE_INDEX
 from protoseg.config.method import VARIANTS
 from protoseg.config.model import HEADS, PROTOTYPE_HEADS
@@ -358,8 +357,7 @@ def pretrain_backbones(plan_runs) -> list[str]:
 
 def run_key(config: dict) -> str:
     """12 hex digits of the sha256 of the canonical JSON of a composed config."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return sha256_json(config)[:12]
 
 
 SCALES_DIR = "configs/scales"  # the default folder of the scale files (pipeline config key scales_dir)

@@ -1,9 +1,6 @@
 # Shared helpers: the validated config, the experiment plan (configs/experiments.yaml at the chosen
 # scale, deduplicated into runs by protoseg/pipeline/experiments.py) and the paths of every step.
-import hashlib
-import json
 import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -13,6 +10,7 @@ min_version("8.20")
 
 sys.path.insert(0, str(Path(workflow.basedir)))  # the repo's protoseg package, even without an install
 # pure Python, no torch (tests/test_architecture_pipeline.py)
+from protoseg.atomic_io import sha256_json  # noqa: E402
 from protoseg.config.pipeline import MINI_RAW_DIR, parse_seeds, root_pattern  # noqa: E402
 from protoseg.pipeline import commands  # noqa: E402  (every rule's command, shared with dvc.yaml)
 from protoseg.pipeline.experiments import build_plan, load_pipeline_config, load_scale, pretrain_config  # noqa: E402
@@ -52,7 +50,7 @@ def data_marker(dataset):
 def digest(cfg):
     """16 hex digits of an engine config (a rule param: a changed config re-runs the job although its
     run.yaml input is ancient(), i.e. restored by `dvc pull` without its modification time)."""
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return sha256_json(cfg)[:16]
 
 
 def run_config_digest(key):
@@ -77,15 +75,6 @@ def res(key, name):
 
 
 def train_command(key, seed, threads, attempt):
-    """A (run, seed)'s training command. One process per job: torchrun owns all of the job's GPUs
-    (never one task per GPU, the SLURM plugin trap of docs/slurm.md), after a check that the job sees
-    them; a CPU or single-GPU job runs protoseg directly. OMP threads: the job's CPUs per process."""
-    gpus = int(res(key, "gpu") or 0)
-    config = PLAN.config_path(key)
-    overrides = PLAN.seed_overrides(key, int(seed))
-    if gpus <= 1:
-        return commands.train(config, overrides, threads, attempt=attempt)
-    check = (f"python -c 'import torch,sys; n=torch.cuda.device_count(); "
-             f"sys.exit(0 if n=={gpus} else f\"expected {gpus} GPUs, the job sees {{n}}\")'")
-    launcher = f"torchrun --standalone --nproc_per_node={gpus} -m protoseg.cli"
-    return f"{check} && " + commands.train(config, overrides, max(1, threads // gpus), launcher, attempt)
+    """A (run, seed)'s training command (protoseg.pipeline.commands.train: torchrun on multi-GPU jobs)."""
+    return commands.train(PLAN.config_path(key), PLAN.seed_overrides(key, int(seed)), threads, attempt,
+                          gpus=int(res(key, "gpu") or 0))

@@ -6,14 +6,10 @@
 # Console: the rules reading many run folders carry a one-line `message:` (Snakemake then prints it
 # instead of the job's input list); their commands name no run folder (they read the plan). The
 # `Reason:` line still lists the inputs a job just made; `snakemake --quiet reason` hides it.
-import hashlib as _hashlib
-import json as _json
-
 from protoseg.pipeline.experiments import tracking_section as _tracking_section  # noqa: E402
 
-PLAN_DIGEST = _hashlib.sha256(_json.dumps(
-    {e: [PLAN.entry_run[e], _tracking_section(PLAN, PLAN.entries[e])] for e in PLAN.entries},
-    sort_keys=True, default=str).encode()).hexdigest()[:16]
+PLAN_DIGEST = sha256_json({e: [PLAN.entry_run[e], _tracking_section(PLAN, PLAN.entries[e])]
+                           for e in PLAN.entries})[:16]
 
 
 rule params:
