@@ -50,15 +50,16 @@ def head_kind(head: str) -> str:
     return "prototype" if head == "prototype" else "parametric"
 
 
-def run_tolerances(tolerance: dict | None = None) -> dict[str, float]:
-    """Run key -> its drift tolerance (pp), every run of the experiment list at both scales."""
+def run_tolerances() -> dict[str, float]:
+    """Run key -> its drift tolerance (pp, ``DRIFT_TOLERANCE_PP`` of its head), every run of the
+    experiment list at both scales."""
     from .experiments import build_plan
 
-    tolerance = tolerance or DRIFT_TOLERANCE_PP
     out = {}
     for scale in ("mini", "paper"):
         plan = build_plan(scale=scale, seeds=[0])
-        out.update({k: tolerance[head_kind(r.config["model"].get("head", "softmax"))] for k, r in plan.runs.items()})
+        out.update({k: DRIFT_TOLERANCE_PP[head_kind(r.config["model"].get("head", "softmax"))]
+                    for k, r in plan.runs.items()})
     return out
 
 

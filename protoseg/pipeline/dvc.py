@@ -16,7 +16,6 @@ session, ``dvc_commit``), so ``dvc status`` is clean and ``dvc repro`` has nothi
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
 import subprocess
 import sys
