@@ -90,7 +90,7 @@ def measure_memory(impl: str, args) -> dict:
 
     torch.set_num_threads(args.threads)
     emb, protos, labels = make_inputs(args.pixels, args.dim, args.classes, args.k, "cpu")
-    cfg = MethodConfig.for_variant("official", num_prototypes=args.k)
+    cfg = MethodConfig.for_variant("official")
     gc.collect()
     base = _status_mb("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
@@ -114,7 +114,7 @@ def memory_in_subprocess(impl: str, c: int, args) -> dict:
 def check_equivalence(args) -> None:
     """Before timing: both implementations give the same update and losses (C = 19, same RNG)."""
     emb, protos, labels = make_inputs(8192, 64, 19, args.k, "cpu", seed=1)
-    cfg = MethodConfig.for_variant("official", num_prototypes=args.k)
+    cfg = MethodConfig.for_variant("official")
     torch.manual_seed(0)
     a = loop_step(emb, protos, labels)
     torch.manual_seed(0)
@@ -128,7 +128,7 @@ def gpu_figures(args) -> dict:
     scores = torch.rand(10_000, 10, device=dev) * 2 - 1
     t_sink = median_time(lambda: sinkhorn(scores), max(args.runs, 20), dev, warmup=3)
     emb, protos, labels = make_inputs(args.pixels, args.dim, 150, args.k, dev)
-    cfg = MethodConfig.for_variant("official", num_prototypes=args.k)
+    cfg = MethodConfig.for_variant("official")
     with torch.no_grad():
         t_ours = median_time(lambda: our_step(emb, protos, labels, cfg), args.runs, dev, warmup=2)
         t_loop = median_time(lambda: loop_step(emb, protos, labels), args.runs, dev, warmup=2)
@@ -161,7 +161,7 @@ def main() -> None:
         rows = []
         for c in [int(s) for s in args.sizes.split(",")]:
             emb, protos, labels = make_inputs(args.pixels, args.dim, c, args.k, "cpu")
-            cfg = MethodConfig.for_variant("official", num_prototypes=args.k)
+            cfg = MethodConfig.for_variant("official")
             fns = {"loop_step": lambda: loop_step(emb, protos, labels),
                    "ours_step": lambda: our_step(emb, protos, labels, cfg),
                    "loop_scores": lambda: loop_scores(emb, protos),

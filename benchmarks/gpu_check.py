@@ -83,7 +83,7 @@ def measure_prototype_step(rep: Report, sizes: Sizes, device: torch.device) -> d
     rows = []
     for c in s["C"]:
         emb, protos, labels = bps.make_inputs(s["N"], s["D"], c, s["K"], dev)
-        cfg = MethodConfig.for_variant("official", num_prototypes=s["K"])
+        cfg = MethodConfig.for_variant("official")
         fns = {"loop": lambda: bps.loop_step(emb, protos, labels),
                "ours": lambda: bps.our_step(emb, protos, labels, cfg)}
         row: dict = {"C": c}

@@ -123,7 +123,7 @@ def clustered_inputs(n: int, d: int, c: int, k: int, seed: int = 0):
 def official_step(sizes: Sizes, device: torch.device) -> tuple[dict, list[Check]]:
     e = sizes.equiv
     emb, protos, labels = clustered_inputs(e["N"], e["D"], e["C"], e["K"])
-    cfg = MethodConfig.for_variant("official", num_prototypes=e["K"], update_assignment="argmax")
+    cfg = MethodConfig.for_variant("official", update_assignment="argmax")
     with torch.no_grad():
         cpu = bps.our_step(emb, protos, labels, cfg)
         dev = bps.our_step(emb.to(device), protos.to(device), labels.to(device), cfg)

@@ -110,7 +110,28 @@ def test_config_numbers_as_people_write_them():
 
     cfg = load_config(REPO / "configs/mini/example.yaml", ["optim.lr=6e-5", "model.method.update_assignment=gumbel"])
     assert cfg.optim.lr == 6e-5 and cfg.model.method.update_assignment == "gumbel"
-    assert cfg.model.method.num_prototypes == cfg.model.num_prototypes == 4
+    assert cfg.model.num_prototypes == 4
+
+
+def test_method_keys_written_before_their_move_still_load_into_their_one_home(capsys):
+    """run.yaml files and checkpoints of earlier versions kept K, the preset and align_corners under
+    model.method: they load into the model section, and a value that contradicts it is refused."""
+    from protoseg.cli import main
+    from protoseg.config import load_config
+
+    cfg = load_config(REPO / "configs/mini/example.yaml", ["model.method.variant=official",
+                                                           "model.method.num_prototypes=4",
+                                                           "model.method.align_corners=false",
+                                                           "model.method.ignore_index=255"])
+    assert (cfg.model.method_variant, cfg.model.num_prototypes, cfg.model.align_corners) == ("official", 4, False)
+    assert cfg.model.method.projection  # the official preset
+    assert main(["train", "--config", str(REPO / "configs/mini/example.yaml"), "model.method.num_prototypes=5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: configs/mini/example.yaml + overrides: model.method.num_prototypes=5 differs from "
+                   "model.num_prototypes=4: set it once, as model.num_prototypes").replace(
+        "configs/", str(REPO / "configs") + "/", 1)
+    assert main(["train", "--config", str(REPO / "configs/mini/example.yaml"), "model.method.ignore_index=0"]) == 2
+    assert "model.method.ignore_index=0 but dataset 'cityscapes' uses 255" in capsys.readouterr().err
 
 
 # ---- checkpoint --------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def test_official_entry_composes_the_release_recipe(official) -> None:
     assert (o.name, o.lr, o.momentum, o.weight_decay, o.poly_power) == ("sgd", 0.01, 0.9, 5e-4, 0.9)
     assert o.min_lr == 0.0 and o.no_decay_norm_pos is False and o.head_lr_mult == 1.0
     assert (t.iters, t.batch_size, t.amp, t.loss_reduction) == (80000, 8, "fp16", "per_rank")
-    assert m.backbone == "hrnet_w48" and m.method.variant == "official" and m.align_corners is True
+    assert m.backbone == "hrnet_w48" and m.method_variant == "official" and m.align_corners is True
     assert (m.decoder_kernel_size, m.dropout) == (3, 0.1)
     spec = official.dataset_spec()
     assert (spec.augmentation, spec.normalisation, spec.test_resize, spec.crop_size) == (

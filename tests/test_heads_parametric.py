@@ -17,8 +17,8 @@ def _count(m):
     (SoftmaxHead(D, C), D * C + C),
     (PixelQueryHead(D, C), D * C),
     (LearnablePrototypeHead(D, C, 10), D * C * 10),
-    (PrototypeHead(D, C, MethodConfig.for_variant("paper")), 0),
-    (PrototypeHead(D, C, MethodConfig.for_variant("official")), 2 * (D * D + D) + 2 * D + 2 * C),
+    (PrototypeHead(D, C, config=MethodConfig.for_variant("paper")), 0),
+    (PrototypeHead(D, C, config=MethodConfig.for_variant("official")), 2 * (D * D + D) + 2 * D + 2 * C),
 ])
 def test_interface_shapes_params_and_gradients(head, params):
     assert _count(head) == params
@@ -45,7 +45,7 @@ def test_parametric_scores_follow_their_equations():
 
 
 def test_nearest_prototype_map():
-    head = PrototypeHead(D, C, MethodConfig.for_variant("paper", num_prototypes=3)).eval()
+    head = PrototypeHead(D, C, 3, config=MethodConfig.for_variant("paper")).eval()
     feats = torch.randn(2, D, 4, 4)
     cls, proto, sim = head.nearest(feats)
     assert torch.equal(cls, head(feats).logits.argmax(1))

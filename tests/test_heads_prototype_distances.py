@@ -12,7 +12,7 @@ from protoseg.method import MethodConfig
 @pytest.mark.parametrize("distance", ["cosine", "euclidean", "huberized"])
 def test_train_step_backward_with_each_distance(distance):
     torch.manual_seed(0)
-    head = PrototypeHead(8, 3, MethodConfig.for_variant("paper", distance=distance, num_prototypes=2,
+    head = PrototypeHead(8, 3, 2, config=MethodConfig.for_variant("paper", distance=distance,
                                                        momentum=0.5)).train()
     feats = torch.randn(2, 8, 4, 4, requires_grad=True)
     labels = torch.randint(0, 3, (2, 4, 4))

@@ -34,7 +34,7 @@ def _worker(rank, world, port, out_dir):
         emb, protos, labels = _data()
         part = slice(rank * N // world, (rank + 1) * N // world)
         for name in ("sum", "mean"):
-            cfg = MethodConfig.for_variant("paper", num_prototypes=K, ddp_reduce=name, momentum=0.5)
+            cfg = MethodConfig.for_variant("paper", ddp_reduce=name, momentum=0.5)
             res = _run(cfg, emb[part], protos, labels[part])
             torch.save({"protos": res.prototypes, "target": res.target},
                        os.path.join(out_dir, f"{name}_{rank}.pt"))
@@ -64,14 +64,14 @@ def test_ddp_reductions(tmp_path):
     assert not torch.allclose(load("total", 0) / 0.5, emb[: N // 2, 0][valid[: N // 2]].mean())
 
     # paper (sum-then-normalise, global Sinkhorn): every rank equals ONE process on the global batch
-    single = _run(MethodConfig.for_variant("paper", num_prototypes=K, momentum=0.5), emb, protos, labels)
+    single = _run(MethodConfig.for_variant("paper", momentum=0.5), emb, protos, labels)
     for r in range(2):
         torch.testing.assert_close(load("sum", r)["protos"], single.prototypes, atol=1e-6, rtol=1e-5)
     targets = torch.cat([load("sum", 0)["target"], load("sum", 1)["target"]])
     assert torch.equal(targets, single.target)
 
     # official (mean): each rank clusters and updates alone, then prototypes are averaged
-    local = [_run(MethodConfig.for_variant("paper", num_prototypes=K, ddp_reduce="mean", momentum=0.5),
+    local = [_run(MethodConfig.for_variant("paper", ddp_reduce="mean", momentum=0.5),
                   emb[r * N // 2:(r + 1) * N // 2], protos, labels[r * N // 2:(r + 1) * N // 2])
              for r in range(2)]
     expected = (local[0].prototypes + local[1].prototypes) / 2

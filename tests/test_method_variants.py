@@ -112,7 +112,7 @@ def test_ppc_temperature_switch(tau):
 
 def test_ppd_weight_switch_enters_the_total():
     for variant, weight in (("paper", 0.01), ("official", 0.001)):
-        head = PrototypeHead(D, C, MethodConfig.for_variant(variant, num_prototypes=K)).train()
+        head = PrototypeHead(D, C, K, config=MethodConfig.for_variant(variant)).train()
         labels = torch.randint(0, C, (2, 8, 8))
         out = head(torch.randn(2, D, 4, 4), labels)
         terms = segmentation_loss(out, labels)
@@ -123,7 +123,7 @@ def test_ppd_weight_switch_enters_the_total():
 
 @pytest.mark.parametrize("mode", ["none", "layernorm", "temperature"])
 def test_class_score_norm_switch(mode):
-    head = PrototypeHead(D, C, MethodConfig.for_variant("paper", num_prototypes=K, class_score_norm=mode)).eval()
+    head = PrototypeHead(D, C, K, config=MethodConfig.for_variant("paper", class_score_norm=mode)).eval()
     if head.score_norm is not None:
         with torch.no_grad():
             head.score_norm.weight.uniform_(0.5, 2)
@@ -141,8 +141,8 @@ def test_class_score_norm_switch(mode):
 
 def test_projection_norm_switch_normalises_over_width():
     feats = torch.randn(2, D, 3, 5)
-    chan = PrototypeHead(D, C, MethodConfig.for_variant("paper")).embed(feats)
-    width = PrototypeHead(D, C, MethodConfig.for_variant("paper", projection_norm="width")).embed(feats)
+    chan = PrototypeHead(D, C, config=MethodConfig.for_variant("paper")).embed(feats)
+    width = PrototypeHead(D, C, config=MethodConfig.for_variant("paper", projection_norm="width")).embed(feats)
     expected = F.normalize(F.normalize(feats, dim=3).permute(0, 2, 3, 1).reshape(-1, D), dim=1)
     torch.testing.assert_close(width, expected)
     torch.testing.assert_close(chan, F.normalize(feats.permute(0, 2, 3, 1).reshape(-1, D), dim=1))
@@ -166,11 +166,11 @@ def _official_reference_step(head, feats, labels):
 
 def test_official_variant_matches_the_release_bit_for_bit_over_steps():
     torch.manual_seed(0)
-    head = PrototypeHead(D, C, MethodConfig.for_variant("official", num_prototypes=K)).train()
+    head = PrototypeHead(D, C, K, config=MethodConfig.for_variant("official")).train()
     with torch.no_grad():
         for p in head.parameters():
             p.add_(torch.randn_like(p) * 0.2)
-    twin = PrototypeHead(D, C, MethodConfig.for_variant("official", num_prototypes=K)).train()
+    twin = PrototypeHead(D, C, K, config=MethodConfig.for_variant("official")).train()
     twin.load_state_dict(head.state_dict())
     for step in range(3):
         feats = torch.randn(2, D, 8, 8) + step
@@ -189,7 +189,7 @@ def test_official_variant_matches_the_release_bit_for_bit_over_steps():
 
 
 def test_prototypes_are_a_buffer_without_gradient():
-    head = PrototypeHead(D, C, MethodConfig.for_variant("paper", num_prototypes=K)).train()
+    head = PrototypeHead(D, C, K, config=MethodConfig.for_variant("paper")).train()
     assert "prototypes" in head.state_dict()
     assert all(p is not head.prototypes for p in head.parameters())
     feats = torch.randn(2, D, 4, 4, requires_grad=True)
@@ -207,7 +207,7 @@ def test_prototypes_are_a_buffer_without_gradient():
 
 def test_k1_is_the_class_mean_without_clustering():
     emb, protos, labels = _batch(4)
-    cfg = MethodConfig.for_variant("paper", num_prototypes=1, momentum=0.0)
+    cfg = MethodConfig.for_variant("paper", momentum=0.0)
     res = _step(cfg, emb, protos[:, :1], labels)
     for c in range(C):
         torch.testing.assert_close(res.prototypes[c, 0], F.normalize(emb[labels == c].mean(0), dim=0))
@@ -230,7 +230,7 @@ def test_gumbel_update_collapses_prototypes_argmax_keeps_them_apart():
     for mode in ("argmax", "gumbel"):
         torch.manual_seed(0)
         protos = F.normalize(torch.randn(1, k, d, generator=torch.Generator().manual_seed(1)), dim=-1)
-        cfg = MethodConfig.for_variant("paper", num_prototypes=k, update_assignment=mode, momentum=0.9)
+        cfg = MethodConfig.for_variant("paper", update_assignment=mode, momentum=0.9)
         for _ in range(150):
             which = torch.randint(0, k, (500,), generator=g)
             emb = F.normalize(centres[which] + 0.05 * torch.randn(500, d, generator=g), dim=1)

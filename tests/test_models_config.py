@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import fields
 
 import pytest
 import torch
@@ -20,10 +21,10 @@ from protoseg.models.backbones import build_backbone
     ({"method_variant": "released"}, "ModelConfig.method_variant='released'"),
     ({"dropout": 1.5}, "ModelConfig.dropout=1.5"),
     ({"decoder_channels": -3}, "ModelConfig.decoder_channels=-3"),
-    ({"method": MethodConfig(num_prototypes=5)}, "num_prototypes=10 differs from method.num_prototypes=5"),
+    ({"method": {"momentum": 0.9}}, "ModelConfig.method: expected a MethodConfig, got dict"),
 ])
 def test_bad_values_name_key_and_value(kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises((ValueError, TypeError), match=message.replace("(", r"\(").replace(")", r"\)")):
         ModelConfig(**kwargs)
 
 
@@ -51,9 +52,22 @@ def test_from_dict_rejects_unknown_keys_and_reads_method() -> None:
     with pytest.raises(ValueError, match=r"unknown ModelConfig key\(s\) \['backbon'\]"):
         ModelConfig.from_dict({"backbon": "mit_b0"})
     cfg = ModelConfig.from_dict({"backbone": "mit_b0", "head": "prototype", "num_prototypes": 5,
-                                 "method": {"variant": "official", "num_prototypes": 5, "momentum": 0.99}})
-    assert cfg.method.variant == "official" and cfg.method.momentum == 0.99 and cfg.method.projection
+                                 "method_variant": "official", "method": {"momentum": 0.99}})
+    assert cfg.method == MethodConfig.for_variant("official", momentum=0.99) and cfg.method.projection
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match=r"unknown MethodConfig key\(s\) \['num_prototypes'\]"):
+        ModelConfig.from_dict({"head": "prototype", "method": {"num_prototypes": 5}})
+
+
+def test_each_value_has_one_home() -> None:
+    """K, the preset, the upsampling mode and the ignore value live in one dataclass each: the model's
+    config holds the first three, the dataset the last; the method's knobs repeat none of them."""
+    from protoseg.config import DataConfig
+
+    model, method = {f.name for f in fields(ModelConfig)}, {f.name for f in fields(MethodConfig)}
+    assert not model & method
+    assert {"num_prototypes", "method_variant", "align_corners"} <= model
+    assert not {"variant", "ignore_index"} & (model | method | {f.name for f in fields(DataConfig)})
 
 
 @pytest.mark.parametrize(("backbone", "decoder", "channels", "aux", "aux_channels", "dropout"), [
@@ -75,7 +89,7 @@ def test_upernet_gets_the_auxiliary_head_and_switches_are_explicit() -> None:
     assert ModelConfig(backbone="swin_base", decoder="upernet").resolved().aux_head is True
     assert ModelConfig(backbone="resnet101", aux_head=False).resolved().aux_head is False
     cfg = ModelConfig(backbone="mit_b2", head="prototype", method_variant="official", num_prototypes=4).resolved()
-    assert cfg.method == MethodConfig.for_variant("official", num_prototypes=4)
+    assert cfg.method == MethodConfig.for_variant("official")
     assert cfg.align_corners is True  # the release upsamples with align_corners=True
     assert ModelConfig(backbone="mit_b2", head="prototype").resolved().align_corners is False
     assert ModelConfig(backbone="mit_b2", head="prototype", method_variant="official",

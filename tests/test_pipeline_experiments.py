@@ -86,8 +86,7 @@ def test_preset_values_do_not_change_the_key():
     assert run_key(compose(a, scale)) == run_key(compose(b, scale)) != run_key(compose(c, scale))
     # the mini scale maps Eq. 14's momentum to the paper's horizon: 0.99 over 40k steps -> its steps
     iters = compose(c, scale)["train"]["iters"]
-    assert compose(c, scale)["model"]["method"] == {"variant": "paper", "num_prototypes": 10,
-                                                    "momentum": round(0.99 ** (40000 / iters), 6)}
+    assert compose(c, scale)["model"]["method"] == {"momentum": round(0.99 ** (40000 / iters), 6)}
     assert compose(a, scale)["model"]["method"]["momentum"] == round(0.999 ** (40000 / iters), 6)
     paper = load_scale("paper")  # the paper scale keeps mu as given
     assert compose(c, paper)["model"]["method"]["momentum"] == 0.99

@@ -1,9 +1,9 @@
 """Dataset facts that configs need without the data package: the label ignore values.
 
 The prepared labels mark unlabelled pixels with 255 (8-bit PNGs), except ADE20K-Full, whose 847
-classes need 16-bit labels and use 65535 (shared/spec/datasets.md). ``protoseg.data`` (specs, the
-ADE20K-Full format and its top-N ranking) and the experiment plan (the prototype head's
-``method.ignore_index``) read the values here.
+classes need 16-bit labels and use 65535 (docs/data.md). ``protoseg.data`` (specs, the ADE20K-Full
+format and its top-N ranking) and the run config (checks of moved keys) read the values here; the
+losses and the prototype head take the value of the run's dataset.
 """
 from __future__ import annotations
 

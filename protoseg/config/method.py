@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "variant": ("paper", "official"),
     "distance": ("cosine", "euclidean", "huberized"),
     "update_assignment": ("argmax", "gumbel"),
     "update_pixels": ("all", "correct"),
@@ -24,10 +23,12 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """Hyper-parameters and switches of the prototype head (paper defaults)."""
+    """Hyper-parameters and switches of the prototype head (paper defaults).
 
-    variant: str = "paper"
-    num_prototypes: int = 10  # K per class (Table 5b); K = 1: class mean, no clustering
+    The model-level values of the head live in ``ModelConfig`` only: K (``num_prototypes``), the preset
+    (``method_variant``) and the upsampling mode (``align_corners``); pixels whose label is outside
+    ``[0, C)`` (the dataset's ignore value) are unlabelled."""
+
     momentum: float = 0.999  # mu of Eq. 14 (Table 5c)
     sinkhorn_iters: int = 3  # Sinkhorn-Knopp iterations for Eq. 10
     sinkhorn_epsilon: float = 0.05  # kappa of Eq. 9
@@ -49,8 +50,6 @@ class MethodConfig:
     class_score_temperature: float = 0.1  # scale of class_score_norm="temperature": scores / T
     projection: bool = False  # 1x1 conv, ReLU, 1x1 conv projection head before the embedding
     feature_layernorm: bool = False  # LayerNorm(D) (affine) on pixel features before l2
-    align_corners: bool = False  # bilinear upsampling of class scores to label size
-    ignore_index: int = 255
     max_chunk_elements: int = 1 << 26  # pixel x prototype similarities held at once (memory bound)
 
     def __post_init__(self) -> None:
@@ -58,7 +57,6 @@ class MethodConfig:
             value = getattr(self, key)
             if value not in allowed:
                 raise ValueError(f"MethodConfig.{key}={value!r}: expected one of {', '.join(allowed)}")
-        _check(self.num_prototypes >= 1, "num_prototypes", self.num_prototypes, "an integer >= 1")
         _check(0.0 <= self.momentum <= 1.0, "momentum", self.momentum, "a value in [0, 1]")
         _check(self.sinkhorn_iters >= 1, "sinkhorn_iters", self.sinkhorn_iters, "an integer >= 1")
         for key in ("sinkhorn_epsilon", "ppc_temperature", "gumbel_tau", "class_score_temperature",
@@ -95,7 +93,6 @@ def _check(ok: bool, key: str, value: Any, expected: str) -> None:
 
 PAPER = MethodConfig()
 OFFICIAL = MethodConfig(
-    variant="official",
     update_assignment="gumbel",
     update_pixels="correct",
     ppc_temperature=1.0,
@@ -105,9 +102,11 @@ OFFICIAL = MethodConfig(
     ddp_reduce="mean",
     projection=True,
     feature_layernorm=True,
-    align_corners=True,
 )
 VARIANTS: dict[str, MethodConfig] = {"paper": PAPER, "official": OFFICIAL}
+# each preset's bilinear upsampling (ModelConfig.align_corners' default for the prototype head): the
+# release resizes class scores and logits with align_corners=True, MMSegmentation with False
+VARIANT_ALIGN_CORNERS: dict[str, bool] = {"paper": False, "official": True}
 
 # The seven documented differences: field -> (paper value, official value).
 DIFFERENCES: dict[str, tuple[Any, Any]] = {

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .method import MethodConfig
+from .method import VARIANT_ALIGN_CORNERS, VARIANTS, MethodConfig
 
 HEADS: tuple[str, ...] = ("softmax", "pixel_query", "learnable_prototypes", "prototype")
 PROTOTYPE_HEADS: tuple[str, ...] = ("learnable_prototypes", "prototype")  # the heads with K per class
@@ -62,16 +62,17 @@ class ModelConfig:
             ``None``: on for the fcn and upernet decoders (MMSeg), off otherwise.
         aux_channels: its width; ``None``: 256 (64 on ResNet-18 and HRNet-W18-small).
         aux_loss_weight: its loss weight (0.4), read by the training engine.
-        num_prototypes: K for ``learnable_prototypes`` and ``prototype``.
+        num_prototypes: K for ``learnable_prototypes`` and ``prototype`` (its only home).
         method_variant: ``paper`` or ``official`` preset of the prototype head (``MethodConfig``).
-        method: a full ``MethodConfig`` instead of the preset (its ``num_prototypes`` must equal K).
+        method: the prototype head's full ``MethodConfig`` instead of the preset; from a mapping, its
+            keys override the preset of ``method_variant``.
         pretrained: ``None`` random init; ``"hub"`` ImageNet weights through timm / transformers
             (needs network); otherwise a local checkpoint path.
         window_size: Swin only; ``None``: 7 (see docs/models.md: 12 adds 0.14M of position tables).
         drop_path_rate: Swin (default 0.3) and MiT (default 0.1) only.
         align_corners: bilinear upsampling mode inside decoders, for predictions and (read by the
-            engine) for the losses; ``None``: the prototype head's ``method.align_corners`` (True for
-            the official variant, as the release), else False (MMSeg).
+            engine) for the losses; ``None``: True for the prototype head's official variant (as the
+            release), else False (MMSeg).
     """
 
     backbone: str = "mit_b2"
@@ -97,7 +98,7 @@ class ModelConfig:
         _choice("head", self.head, HEADS)
         if self.decoder is not None:
             _choice("decoder", self.decoder, DECODER_NAMES)
-        _choice("method_variant", self.method_variant, ("paper", "official"))
+        _choice("method_variant", self.method_variant, tuple(VARIANTS))
         _positive("num_classes", self.num_classes)
         _positive("num_prototypes", self.num_prototypes)
         for key in ("decoder_channels", "decoder_kernel_size", "aux_channels", "window_size"):
@@ -112,9 +113,6 @@ class ModelConfig:
         if self.method is not None:
             if not isinstance(self.method, MethodConfig):
                 raise TypeError(f"ModelConfig.method: expected a MethodConfig, got {type(self.method).__name__}")
-            if self.method.num_prototypes != self.num_prototypes:
-                raise ValueError(f"ModelConfig.num_prototypes={self.num_prototypes} differs from "
-                                 f"method.num_prototypes={self.method.num_prototypes}: set both to the same K")
 
     @property
     def family(self) -> str:
@@ -133,7 +131,7 @@ class ModelConfig:
         aux = self.aux_head if self.aux_head is not None else decoder in ("fcn", "upernet")
         method = self.method
         if self.head == "prototype" and method is None:
-            method = MethodConfig.for_variant(self.method_variant, num_prototypes=self.num_prototypes)
+            method = MethodConfig.for_variant(self.method_variant)
         return dataclasses.replace(
             self, decoder=decoder, decoder_channels=channels,
             decoder_kernel_size=(self.decoder_kernel_size or 1) if decoder == "hrnet" else self.decoder_kernel_size,
@@ -141,7 +139,7 @@ class ModelConfig:
             aux_head=aux, aux_channels=(self.aux_channels or (64 if small else 256)) if aux else self.aux_channels,
             method=method,
             align_corners=(self.align_corners if self.align_corners is not None
-                           else bool(method is not None and self.head == "prototype" and method.align_corners)),
+                           else self.head == "prototype" and VARIANT_ALIGN_CORNERS[self.method_variant]),
             window_size=(self.window_size or defaults["window_size"]) if family == "swin" else self.window_size,
             drop_path_rate=(self.drop_path_rate if self.drop_path_rate is not None
                             else defaults.get("drop_path_rate")),
@@ -155,7 +153,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
         """From a plain mapping (YAML); unknown keys are an error naming them; ``method`` may be a dict
-        (``variant`` picks the preset, the other keys override it)."""
+        of overrides of the preset that ``method_variant`` picks."""
         valid = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - valid)
         if unknown:
@@ -163,8 +161,7 @@ class ModelConfig:
         data = dict(data)
         method = data.get("method")
         if isinstance(method, dict):
-            method = dict(method)
-            data["method"] = MethodConfig.for_variant(method.pop("variant", "paper"), **method)
+            data["method"] = MethodConfig.for_variant(data.get("method_variant", "paper"), **method)
         return cls(**data)
 
 

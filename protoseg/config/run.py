@@ -18,6 +18,7 @@ the valid keys of its section. ``RunConfig.to_dict()`` is what ``train`` writes 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import yaml
 
 from .data import DataConfig
 from .errors import ConfigError
-from .field_checks import build_section, check_fields, require
+from .field_checks import build_section, check_fields, check_value, require
 from .model import ModelConfig
 from .optim import OptimConfig
 from .overrides import apply_overrides
@@ -150,10 +151,9 @@ class RunConfig:
         if self.model.num_classes != spec.num_classes:
             raise ConfigError(f"model.num_classes={self.model.num_classes} but dataset {spec.name!r} has "
                               f"{spec.num_classes} classes")
-        method = self.model.method
-        if method is not None and method.ignore_index != spec.ignore_index:
-            raise ConfigError(f"model.method.ignore_index={method.ignore_index} but dataset "
-                              f"{spec.name!r} uses {spec.ignore_index}")
+        if self.model.head == "prototype" and 0 <= spec.ignore_index < spec.num_classes:
+            raise ConfigError(f"dataset {spec.name!r} marks unlabelled pixels {spec.ignore_index}, a class id "
+                              f"of its 0..{spec.num_classes - 1}: the prototype head needs a value outside")
         return spec
 
     def check_root_identity(self, splits: tuple[str, ...] | None = None) -> None:
@@ -198,20 +198,15 @@ def _model_config(raw: Any, data: DataConfig, source: str):
     method = raw.get("method")
     if method is not None and not isinstance(method, dict):
         raise ConfigError(f"{source}: model.method={method!r}: expected a mapping of method settings")
+    if isinstance(method, dict):
+        raw["method"] = method = _moved_method_keys(raw, dict(method), data, source)
     check_fields(ModelConfig, raw, f"{source}: model")
     if isinstance(method, dict):
         from .method import MethodConfig
 
+        # a partial method section (e.g. model.method.update_assignment=gumbel) overrides the preset of
+        # model.method_variant (ModelConfig.from_dict)
         check_fields(MethodConfig, method, f"{source}: model.method")
-    if isinstance(method, dict):
-        # a partial method section (e.g. the override model.method.update_assignment=gumbel) starts from
-        # the preset of this model: its K and its variant
-        method = dict(method)
-        if "num_prototypes" in method and "num_prototypes" not in raw:
-            raw["num_prototypes"] = method["num_prototypes"]
-        method.setdefault("num_prototypes", raw.get("num_prototypes", 10))
-        method.setdefault("variant", raw.get("method_variant", "paper"))
-        raw["method"] = method
     if "num_classes" not in raw:
         try:
             raw["num_classes"] = _dataset_num_classes(data)
@@ -221,6 +216,32 @@ def _model_config(raw: Any, data: DataConfig, source: str):
         return ModelConfig.from_dict(raw).resolved()
     except (ValueError, TypeError) as err:
         raise ConfigError(f"{source}: model: {err}") from None
+
+
+# method keys that moved to their one home; run.yaml files and checkpoints written before still load
+_MOVED_METHOD_KEYS: dict[str, str] = {"variant": "method_variant", "num_prototypes": "num_prototypes",
+                                      "align_corners": "align_corners"}
+
+
+def _moved_method_keys(raw: dict, method: dict, data: DataConfig, source: str) -> dict:
+    """``method`` without the keys that now live in the model section (moved into ``raw`` unless it
+    sets them otherwise: then a ConfigError) or in the dataset (``ignore_index``, checked against it)."""
+    hints = typing.get_type_hints(ModelConfig)
+    for key, home in _MOVED_METHOD_KEYS.items():
+        if key in method:
+            value = method.pop(key)
+            check_value(f"{source}: model.method.{key}", value, hints[home], getattr(ModelConfig, home))
+            if raw.setdefault(home, value) != value:
+                raise ConfigError(f"{source}: model.method.{key}={value!r} differs from model.{home}="
+                                  f"{raw[home]!r}: set it once, as model.{home}")
+    if "ignore_index" in method:
+        value = method.pop("ignore_index")
+        from .datasets import ignore_index
+
+        if value != ignore_index(data.dataset):
+            raise ConfigError(f"{source}: model.method.ignore_index={value!r} but dataset {data.dataset!r} "
+                              f"uses {ignore_index(data.dataset)} (the dataset's value is the one used)")
+    return method
 
 
 def _dataset_num_classes(data: DataConfig) -> int:

@@ -34,15 +34,15 @@ class PrototypeHead(nn.Module):
 
     prototypes: Tensor
 
-    def __init__(self, in_channels: int, num_classes: int, config: MethodConfig | None = None) -> None:
+    def __init__(self, in_channels: int, num_classes: int, num_prototypes: int = 10, *,
+                 config: MethodConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or MethodConfig()
-        self.num_classes = num_classes
-        self.num_prototypes = config.num_prototypes
+        self.num_classes, self.num_prototypes = num_classes, num_prototypes
         self.projection = ProjectionHead(in_channels) if config.projection else None
         self.feature_norm = nn.LayerNorm(in_channels) if config.feature_layernorm else None
         self.score_norm = nn.LayerNorm(num_classes) if config.class_score_norm == "layernorm" else None
-        protos = nn.init.trunc_normal_(torch.empty(num_classes, config.num_prototypes, in_channels), std=0.02)
+        protos = nn.init.trunc_normal_(torch.empty(num_classes, num_prototypes, in_channels), std=0.02)
         if config.normalized:
             protos = F.normalize(protos, dim=-1)
         self.register_buffer("prototypes", protos)

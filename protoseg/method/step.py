@@ -34,12 +34,12 @@ def prototype_learning(scores: PrototypeScores, embeddings: Tensor, labels: Tens
 
     Args:
         scores: output of ``prototype_scores(embeddings, prototypes, labels)``.
-        embeddings: ``[N, D]``; labels: ``[N]`` with ``config.ignore_index`` (or any value outside
-            ``[0, C)``) for unlabelled pixels.
+        embeddings: ``[N, D]``; labels: ``[N]``, any value outside ``[0, C)`` (the dataset's ignore
+            value) for unlabelled pixels.
         predictions: ``[N]`` predicted classes; required when ``config.update_pixels == "correct"``.
     """
     num_classes, k, _ = prototypes.shape
-    valid = (labels >= 0) & (labels < num_classes) & (labels != config.ignore_index)
+    valid = (labels >= 0) & (labels < num_classes)
     classes = labels.clamp(0, num_classes - 1).long()
     target = torch.zeros_like(classes)
     assignment = torch.zeros_like(classes)

@@ -67,7 +67,7 @@ HEAD_BUILDERS: dict[str, Callable[[ModelConfig, int], nn.Module]] = {
     "softmax": lambda cfg, d: SoftmaxHead(d, cfg.num_classes),
     "pixel_query": lambda cfg, d: PixelQueryHead(d, cfg.num_classes),
     "learnable_prototypes": lambda cfg, d: LearnablePrototypeHead(d, cfg.num_classes, cfg.num_prototypes),
-    "prototype": lambda cfg, d: PrototypeHead(d, cfg.num_classes, cfg.method),
+    "prototype": lambda cfg, d: PrototypeHead(d, cfg.num_classes, cfg.num_prototypes, config=cfg.method),
 }
 if tuple(DECODER_BUILDERS) != DECODER_NAMES or tuple(HEAD_BUILDERS) != HEADS:  # the names: config/model.py
     raise ImportError("DECODER_BUILDERS/HEAD_BUILDERS differ from protoseg.config.model's names")

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from protoseg.atomic_io import sha256_json
-from protoseg.config.datasets import DATASET_CLASSES, DATASET_IGNORE_INDEX
+from protoseg.config.datasets import DATASET_CLASSES
 from protoseg.config.method import VARIANTS
 from protoseg.config.model import HEADS, PROTOTYPE_HEADS
 from protoseg.config.pipeline import RUN_CONFIG, PipelineConfigError, parse_seeds
@@ -259,16 +259,13 @@ def compose(entry: Entry, scale: dict) -> dict:
         model["num_prototypes"] = int(entry.K)
     if entry.head == "prototype":
         preset = _method_presets()[entry.variant]
-        method = dict(entry.method)
-        if entry.dataset in DATASET_IGNORE_INDEX:  # the head must ignore what the labels mark unlabelled
-            method.setdefault("ignore_index", DATASET_IGNORE_INDEX[entry.dataset])
-        unknown = sorted(set(method) - set(preset))
+        unknown = sorted(set(entry.method) - set(preset))
         if unknown:
             raise ExperimentError(f"{where}: unknown method key(s) {unknown}")
-        changed = {k: v for k, v in sorted(method.items()) if preset[k] != v}
+        changed = {k: v for k, v in sorted(entry.method.items()) if preset[k] != v}
         model["method_variant"] = entry.variant
         if changed:
-            model["method"] = {"variant": entry.variant, "num_prototypes": int(entry.K), **changed}
+            model["method"] = changed
     elif entry.method or entry.variant != "paper":
         raise ExperimentError(f"{where}: method/variant apply to the prototype head only")
 
@@ -319,7 +316,7 @@ def momentum_for_horizon(mu: float, paper_iters: int, iters: int) -> float:
 
 def _map_momentum(model: dict, entry: Entry, paper_iters: int, iters: int) -> None:
     preset = _method_presets()[entry.variant]
-    method = model.setdefault("method", {"variant": entry.variant, "num_prototypes": int(entry.K)})
+    method = model.setdefault("method", {})
     mu = method.get("momentum", preset["momentum"])
     method["momentum"] = momentum_for_horizon(mu, paper_iters, iters)
 
@@ -363,8 +360,13 @@ def run_key(config: dict) -> str:
 SCALES_DIR = "configs/scales"  # the default folder of the scale files (pipeline config key scales_dir)
 
 
+def scale_file(name: str, scales_dir: str | Path = SCALES_DIR) -> str:
+    """The path of scale ``name``'s file, as the pipeline's stages depend on it."""
+    return f"{scales_dir}/{name}.yaml"
+
+
 def load_scale(name: str, scales_dir: str | Path = SCALES_DIR) -> dict:
-    scale = _read_yaml(Path(scales_dir) / f"{name}.yaml")
+    scale = _read_yaml(Path(scale_file(name, scales_dir)))
     scale.setdefault("name", name)
     return scale
 
@@ -388,7 +390,7 @@ def build_plan(pcfg: dict | None = None, **overrides) -> Plan:
         entry_run[e.id] = key
     plan = Plan(scale=pcfg["scale"], seeds=list(pcfg.get("seeds", [0])), runs_dir=pcfg.get("runs_dir", "runs"),
                 runs=runs, entries={e.id: e for e in entries}, entry_run=entry_run, paper_tables=paper_tables,
-                scale_config=scale, scale_file=f"{scales_dir}/{pcfg['scale']}.yaml")
+                scale_config=scale, scale_file=scale_file(pcfg["scale"], scales_dir))
     for e in entries:  # every paper reference must resolve
         if e.paper is not None:
             try:

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))  # the repo's protoseg package, 
 from protoseg.atomic_io import sha256_json  # noqa: E402
 from protoseg.config.pipeline import MINI_RAW_DIR, parse_seeds, root_pattern  # noqa: E402
 from protoseg.pipeline import commands  # noqa: E402  (every rule's command, shared with dvc.yaml)
-from protoseg.pipeline.experiments import build_plan, load_pipeline_config, load_scale, pretrain_config  # noqa: E402
+from protoseg.pipeline.experiments import build_plan, load_pipeline_config, pretrain_config  # noqa: E402
 
 config["seeds"] = parse_seeds(config.get("seeds", [0]))  # --config seeds=3 means [0, 1, 2]
 validate(config, schema="../schemas/config.schema.yaml")
@@ -24,7 +24,7 @@ SEEDS = PLAN.seeds
 RUNS = f"{config['runs_dir']}/{SCALE}"  # run folders: RUNS/<key>/s<seed>/
 RESULTS = config["results_dir"]  # a user's run: results/ (git-ignored); the reference: results/reference
 REFERENCE = "results/reference"  # committed reference results (regenerate: --config seeds=3 results_dir=results/reference)
-SCALE_CFG = load_scale(SCALE, config["scales_dir"])
+SCALE_CFG = PLAN.scale_config  # configs/scales/<scale>.yaml, read once by build_plan
 # the environment Snakemake runs in (e.g. .venv/bin/snakemake) provides protoseg, python, torchrun
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 # every rule runs a command of protoseg.pipeline.commands (config values shell-quoted there), the same
@@ -33,7 +33,7 @@ COMMON_ARGS = commands.run_args(SCALE, config["runs_dir"], SEEDS)
 CONFIG_ARGS = commands.run_args(SCALE, config["runs_dir"])  # run configs: all seeds
 # prepared roots: configs/scales/<scale>.yaml `data.roots`, one <prefix>/{dataset} pattern (the data rules)
 ROOTS = SCALE_CFG["data"]["roots"]
-DATA_ROOT = root_pattern(ROOTS, f"{config['scales_dir']}/{SCALE}.yaml: data.roots")
+DATA_ROOT = root_pattern(ROOTS, f"{PLAN.scale_file}: data.roots")
 PRE = SCALE_CFG.get("pretrain") or {}  # the scale's pre-training stage (mini); none at the paper scale
 
 wildcard_constraints:
