@@ -97,16 +97,20 @@ def machine_description() -> dict:
                 break
     except OSError:
         pass
+    import torch
+
+    # the instruction set torch's CPU kernels use (AVX2, AVX512, ...): one CPU name ("AMD EPYC") covers
+    # generations with different kernels, hence different float rounding (docs/pipeline.md)
+    isa = torch.backends.cpu.get_cpu_capability()
     gpus = []
     try:
-        import torch
-
         gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     except Exception:  # noqa: BLE001 - no CUDA build or driver: no GPUs
         pass
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
-    desc = f"{cpu} ({os.cpu_count()} cores, OMP_NUM_THREADS={threads})" + (f"; {len(gpus)}x {gpus[0]}" if gpus else "")
-    return {"description": desc, "cpu": cpu, "cpu_count": os.cpu_count(), "gpus": gpus,
+    desc = (f"{cpu} ({os.cpu_count()} cores, {isa}, OMP_NUM_THREADS={threads})"
+            + (f"; {len(gpus)}x {gpus[0]}" if gpus else ""))
+    return {"description": desc, "cpu": cpu, "cpu_count": os.cpu_count(), "cpu_capability": isa, "gpus": gpus,
             "omp_num_threads": threads, "platform": platform.platform()}
 
 

@@ -123,15 +123,36 @@ def verdict(reference: dict, ours: dict, tolerance: float, ref_std: float | None
             f"{ref_mean:.2f}; band +-{half:.2f} pp)")
 
 
-CROSS_CPU_NOTE = ("the CPU models differ: the one-time pre-training of each backbone diverges across CPUs and "
+CROSS_CPU_NOTE = ("the one-time pre-training of each backbone diverges across CPUs and "
                   "the reference's seeds share one pre-training, so re-run the reference's seeds on your machine "
                   "(snakemake -c1 --config seeds=3 ENTRY) before suspecting the code")
+CPU_ISAS = ("AVX512", "AVX2", "DEFAULT", "ZVECTOR", "SVE256")  # torch.backends.cpu.get_cpu_capability() values
 
 
 def cpu_model(machine_text: str) -> str:
-    """The CPU model of a ``machine`` text (``Intel(R) Xeon(R) ... (2 cores, OMP_NUM_THREADS=1), torch ...``);
-    ``unknown`` stays ``unknown``."""
+    """The CPU model of a ``machine`` text (``Intel(R) Xeon(R) ... (2 cores, AVX512, OMP_NUM_THREADS=1),
+    torch ...``); ``unknown`` stays ``unknown``."""
     return machine_text.split(" (")[0].split(", torch")[0].strip()
+
+
+def cpu_isa(machine_text: str) -> str | None:
+    """The instruction set torch's kernels used, as the ``machine`` text records it (rows written
+    before it was recorded: ``None``)."""
+    inside = machine_text.split(" (", 1)[1].split(")")[0] if " (" in machine_text else ""
+    return next((part.strip() for part in inside.split(",") if part.strip() in CPU_ISAS), None)
+
+
+def cpu_difference(row) -> str | None:
+    """Why the two sides' CPUs may round differently, or ``None`` when they match (or are unknown)."""
+    ours, ref = row.our_machine, row.reference_machine
+    if "unknown" in (cpu_model(ours), cpu_model(ref)):
+        return None
+    if cpu_model(ours) != cpu_model(ref):
+        return "the CPU models differ"
+    isa_ours, isa_ref = cpu_isa(ours), cpu_isa(ref)
+    if isa_ours and isa_ref:
+        return f"the CPUs' instruction sets differ ({isa_ref} vs {isa_ours})" if isa_ours != isa_ref else None
+    return "the CPUs share a name, but a side does not record its instruction set (one name covers several generations)"
 
 
 def machine(record) -> str:
@@ -229,15 +250,10 @@ def render(rows: list[Row], tolerance: float | None, reference_dir, ours_dir) ->
     if bugs:
         lines += ["", f"{POSSIBLE_BUG}: rows outside the expected spread (check the code, data and config):"]
         lines += [f"- {r.table} / {r.row} / {r.column}: {r.verdict}; reference machine: {r.reference_machine}; "
-                  f"your machine: {r.our_machine}" + (f"; {CROSS_CPU_NOTE}" if _cpus_differ(r) else "")
+                  f"your machine: {r.our_machine}" + (f"; {why}: {CROSS_CPU_NOTE}" if (why := cpu_difference(r)) else "")
                   for r in bugs]
     lines += ["", "Summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))]
     return "\n".join(lines) + "\n"
-
-
-def _cpus_differ(row: Row) -> bool:
-    ours, ref = cpu_model(row.our_machine), cpu_model(row.reference_machine)
-    return "unknown" not in (ours, ref) and ours != ref
 
 
 def measured_tolerance(path: str | Path = DRIFT_FILE) -> dict[str, float] | None:
