@@ -6,14 +6,12 @@
 - ``paper``: the model config of every reproduced row of the paper's tables.
 - subpackages ``backbones``, ``decoders``, ``layers``.
 """
-from protoseg._compat import ensure_torchvision_importable
-
-ensure_torchvision_importable()  # before anything imports timm or transformers
-
-from .builder import build_decoder, build_head, build_model  # noqa: E402
-from protoseg.config.model import HEADS, ModelConfig  # noqa: E402
-from .params import count_parameters, parameter_breakdown  # noqa: E402
-from .segmentor import SegmentationModel, SegmentationOutput  # noqa: E402
+# timm and transformers are imported by the backbone that needs them, each import site after
+# protoseg._compat.ensure_torchvision_importable(): a run pays only for its own family's library
+from .builder import build_decoder, build_head, build_model
+from protoseg.config.model import HEADS, ModelConfig
+from .params import count_parameters, parameter_breakdown
+from .segmentor import SegmentationModel, SegmentationOutput
 
 __all__ = ["HEADS", "ModelConfig", "SegmentationModel", "SegmentationOutput", "build_decoder", "build_head",
            "build_model", "count_parameters", "parameter_breakdown"]

@@ -3,19 +3,21 @@
 Each is the family's own timm / transformers construction at micro size: one block per stage, widths
 16-32-64-128, and a first stage at stride 2 (not 4), because at 32 px the output stride decides what a
 model can resolve (docs/mini_recipe.md). ``forward`` returns four maps at strides 2, 4, 8, 16.
+timm and transformers are imported inside the constructors: a run builds one family and pays only for
+the library that family needs (``protoseg.models.backbones``).
 """
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
 from protoseg._compat import ensure_torchvision_importable
 
 from .base import Backbone
-from .timm_utils import create_timm
 
-ensure_torchvision_importable()
-from timm.models.hrnet import HighResolutionNetFeatures  # noqa: E402
-from transformers import SegformerConfig, SegformerModel  # noqa: E402
+if TYPE_CHECKING:
+    from transformers import SegformerConfig
 
 MICRO_WIDTHS = (16, 32, 64, 128)
 MICRO_STRIDES = (2, 4, 8, 16)
@@ -26,6 +28,8 @@ class MicroResNet(Backbone):
 
     def __init__(self, *, pretrained: str | None = None) -> None:
         super().__init__()
+        from .timm_utils import create_timm
+
         self.body = create_timm("resnet18", pretrained=pretrained, hub_tag=None, features_only=True,
                                 out_indices=(1, 2, 3, 4), layers=[1, 1, 1, 1], channels=MICRO_WIDTHS,
                                 stem_width=16)
@@ -58,6 +62,9 @@ class MicroHRNet(Backbone):
         super().__init__()
         if pretrained == "hub":
             raise ValueError("pretrained='hub': the micro HRNet has no ImageNet weights")
+        ensure_torchvision_importable()
+        from timm.models.hrnet import HighResolutionNetFeatures
+
         self.body = HighResolutionNetFeatures(HRNET_MICRO_CFG, feature_location="", out_indices=(1, 2, 3, 4))
         self.body.conv2.stride = (1, 1)
         self.out_channels = tuple(self.body.feature_info.channels())
@@ -76,6 +83,8 @@ class MicroSwin(Backbone):
     def __init__(self, *, img_size: int = 32, drop_path_rate: float = 0.0, window_size: int = 4,
                  pretrained: str | None = None) -> None:
         super().__init__()
+        from .timm_utils import create_timm
+
         self.body = create_timm("swin_tiny_patch4_window7_224", pretrained=pretrained, hub_tag=None,
                                 features_only=True, feature_cls="getter", out_indices=(0, 1, 2, 3),
                                 img_size=img_size, patch_size=2, embed_dim=32, depths=(1, 1, 1, 1),
@@ -94,6 +103,9 @@ class MicroSwin(Backbone):
 def mit_micro_config(*, drop_path_rate: float = 0.0) -> SegformerConfig:
     """MiT at micro size: widths 16-128, depths [1, 1, 1, 1], heads 1-1-2-4, reduction 4-2-1-1, and an
     overlapping patch embedding of stride 2 (not 4) in the first stage."""
+    ensure_torchvision_importable()
+    from transformers import SegformerConfig
+
     return SegformerConfig(depths=[1, 1, 1, 1], hidden_sizes=list(MICRO_WIDTHS), num_attention_heads=[1, 1, 2, 4],
                            sr_ratios=[4, 2, 1, 1], mlp_ratios=[4, 4, 4, 4], patch_sizes=[7, 3, 3, 3],
                            strides=[2, 2, 2, 2], drop_path_rate=drop_path_rate)
@@ -106,7 +118,10 @@ class MicroMiT(Backbone):
         super().__init__()
         if pretrained is not None:
             raise ValueError("the micro MiT loads weights through a backbone file only (protoseg export-backbone)")
-        self.body = SegformerModel(mit_micro_config(drop_path_rate=drop_path_rate))
+        config = mit_micro_config(drop_path_rate=drop_path_rate)  # first: the torchvision fix
+        from transformers import SegformerModel
+
+        self.body = SegformerModel(config)
         self.out_channels = MICRO_WIDTHS
         self.strides = MICRO_STRIDES
 
