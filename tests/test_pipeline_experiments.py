@@ -168,3 +168,15 @@ def test_plan_carries_its_scale_file_read_once(plan, tmp_path):
     assert other.scale_file == f"{scales}/mini.yaml"
     (scales / "mini.yaml").write_text("not: the scale\n")  # a later change of the file is not seen
     assert other.scale_config["name"] == "mini" and other.scale_config["train"] == mini["train"]
+
+
+def test_the_official_tail_row_keeps_the_tables_decoder_head():
+    """d-flip-tail flips the release's tail onto the paper method: its model keeps the discrepancy
+    table's 3x3 cls_head with dropout (an entry's model_options replace the table's), and the tail's
+    align_corners is a model setting; every other setting is d-paper's."""
+    entries = {e.id: e for e in expand_entries(yaml.safe_load((REPO / "configs/experiments.yaml").read_text()))}
+    scale = load_scale("mini")
+    tail, paper = compose(entries["d-flip-tail"], scale), compose(entries["d-paper"], scale)
+    assert tail["model"] == {**paper["model"], "align_corners": True,
+                             "method": {**paper["model"]["method"], "projection": True, "feature_layernorm": True}}
+    assert {k: v for k, v in tail.items() if k != "model"} == {k: v for k, v in paper.items() if k != "model"}
