@@ -36,7 +36,8 @@ def test_resnet_micro_run_loads_timm_only():
     code = ("import protoseg.engine.train\n"
             "from protoseg.models import build_model\n"
             "build_model(backbone='mit_micro', head='softmax', num_classes=3)")
-    assert "timm" not in _imported_after(code) and "transformers" in _imported_after(code)
+    mit = _imported_after(code)
+    assert "timm" not in mit and "transformers" in mit
 
 
 def test_mit_micro_builds_and_runs():

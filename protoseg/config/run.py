@@ -199,14 +199,13 @@ def _model_config(raw: Any, data: DataConfig, source: str):
     if method is not None and not isinstance(method, dict):
         raise ConfigError(f"{source}: model.method={method!r}: expected a mapping of method settings")
     if isinstance(method, dict):
-        raw["method"] = method = _moved_method_keys(raw, dict(method), data, source)
-    check_fields(ModelConfig, raw, f"{source}: model")
-    if isinstance(method, dict):
         from .method import MethodConfig
 
         # a partial method section (e.g. model.method.update_assignment=gumbel) overrides the preset of
-        # model.method_variant (ModelConfig.from_dict)
+        # model.method_variant (ModelConfig.from_dict); keys that moved to the model section go there first
+        raw["method"] = method = _moved_method_keys(raw, dict(method), data, source)
         check_fields(MethodConfig, method, f"{source}: model.method")
+    check_fields(ModelConfig, raw, f"{source}: model")
     if "num_classes" not in raw:
         try:
             raw["num_classes"] = _dataset_num_classes(data)
@@ -235,12 +234,12 @@ def _moved_method_keys(raw: dict, method: dict, data: DataConfig, source: str) -
                 raise ConfigError(f"{source}: model.method.{key}={value!r} differs from model.{home}="
                                   f"{raw[home]!r}: set it once, as model.{home}")
     if "ignore_index" in method:
-        value = method.pop("ignore_index")
         from .datasets import ignore_index
 
-        if value != ignore_index(data.dataset):
+        value, used = method.pop("ignore_index"), ignore_index(data.dataset)
+        if value != used:
             raise ConfigError(f"{source}: model.method.ignore_index={value!r} but dataset {data.dataset!r} "
-                              f"uses {ignore_index(data.dataset)} (the dataset's value is the one used)")
+                              f"uses {used} (the dataset's value is the one used)")
     return method
 
 
