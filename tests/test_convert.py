@@ -89,7 +89,7 @@ def test_release_key_list_maps_onto_the_official_variant_exactly() -> None:
     shapes = {k: () if s == "scalar" else tuple(int(x) for x in s.split("x")) for k, s, _, _ in rows}
     expected = _meta_state(lambda: build_model(ModelConfig(**OFFICIAL_W48)))
     assert _release_layout(expected) == shapes  # the layout written here is the tsv's, key for key
-    sd = {"module." + k: torch.empty(s, dtype=torch.long if k.endswith("tracked") else torch.float32)
+    sd = {"module." + k: torch.zeros(s, dtype=torch.long if k.endswith("tracked") else torch.float32)
           for k, s in shapes.items() if ".mlp2." not in k}
     for k in shapes:
         if ".mlp2." in k:

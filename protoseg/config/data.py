@@ -26,4 +26,7 @@ class DataConfig:
     normalisation: str | None = None  # mmseg | openseg
     test_resize: bool | None = None  # False: test at the image's own size
     class_weight: list[float] | None = None  # per-class CE weights (the release's FSCELoss ce_weight)
+    # per-class CE weights from the training split's label frequencies, (f_c / mean f) ** -power
+    # (protoseg.data.class_frequency); exclusive with class_weight. The mini scale's long-tailed twins.
+    class_weight_power: float | None = None
 

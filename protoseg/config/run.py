@@ -134,6 +134,12 @@ class RunConfig:
             require(all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
                          for w in d.class_weight) and (n is None or len(d.class_weight) == n),
                      source, "data.class_weight", d.class_weight, f"{n} non-negative numbers (one per class)")
+        if d.class_weight_power is not None:
+            require(isinstance(d.class_weight_power, (int, float)) and not isinstance(d.class_weight_power, bool)
+                    and d.class_weight_power >= 0, source, "data.class_weight_power", d.class_weight_power,
+                    "a number >= 0")
+            require(d.class_weight is None, source, "data.class_weight_power", d.class_weight_power,
+                    "null when data.class_weight lists the weights (one source of class weights)")
 
 
     def check_data(self):

@@ -71,13 +71,16 @@ class SegmentationDataset(Dataset):
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 HxWx3 RGB image, int64 HxW label) of item ``i``, before the pipeline."""
-        stem = self.stems[i]
-        image = read_rgb(self.root / "images" / self.split / f"{stem}{self.meta['image_ext']}")
-        label_path = self.root / self.label_dir / self.split / f"{stem}.png"
-        label = read_label_png(label_path).astype(np.int64)
+        image = read_rgb(self.root / "images" / self.split / f"{self.stems[i]}{self.meta['image_ext']}")
         # a value outside [0, C) plus ignore is a DataError naming the file, never an error inside torch
+        return image, self.label(i)
+
+    def label(self, i: int) -> np.ndarray:
+        """The int64 HxW label of item ``i`` alone (no image decoded), checked as ``load`` checks it."""
+        label_path = self.root / self.label_dir / self.split / f"{self.stems[i]}.png"
+        label = read_label_png(label_path).astype(np.int64)
         check_labels(label, self.num_classes, self.ignore_index, [str(label_path)])
-        return image, label
+        return label
 
     def decoded(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """``load(i)``, from memory after the first read when ``cache_decoded`` is set (a copy: the

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 
 from protoseg.atomic_io import remove_stale_temps, write_bytes_atomic, write_json_atomic
 from protoseg.config import ConfigError, RunConfig
+from protoseg.data.class_frequency import frequency_class_weights, label_pixel_counts
 from protoseg.data.dataset import SegmentationDataset
 
 from . import checkpoint as ckpt_lib
@@ -229,12 +230,16 @@ def _write_run_header(t: _Training) -> str:
 
 def _loaders(t: _Training) -> tuple[IterationBatchSampler, DataLoader, DataLoader]:
     """The training sampler and loader from ``t.start`` on (data order: ``data_order``) and the
-    evaluation loader of the dataset's evaluation split."""
+    evaluation loader of the dataset's evaluation split; sets ``t.class_weight`` when the config
+    derives it from the training split (``data.class_weight_power``)."""
     cfg, info, t_cfg = t.cfg, t.info, t.cfg.train
     dataset = SegmentationDataset.from_spec(cfg.data.root, t.spec, train=True, seed=cfg.run.seed)
     if not cfg.data.photometric:
         dataset.pipeline = dataclasses.replace(dataset.pipeline, photometric=False)
     dataset.cache_decoded = cfg.data.cache_decoded
+    if cfg.data.class_weight_power is not None:  # weights from this split's label frequencies
+        t.class_weight = frequency_class_weights(label_pixel_counts(dataset),
+                                                 cfg.data.class_weight_power).to(info.device)
     sampler = IterationBatchSampler(len(dataset), global_batch=t_cfg.batch_size, grad_accum=t_cfg.grad_accum,
                                     rank=info.rank, world_size=info.world_size, seed=cfg.run.seed,
                                     start=t.start, total=t_cfg.iters)
