@@ -50,3 +50,19 @@ def test_nearest_prototype_map():
     cls, proto, sim = head.nearest(feats)
     assert torch.equal(cls, head(feats).logits.argmax(1))
     assert proto.max() < 3 and sim.shape == (2, 4, 4) and (sim <= 1 + 1e-6).all()
+
+
+def test_learnable_prototypes_match_the_einsum_formulation_bit_for_bit():
+    """The [N, C*K] product with a max over contiguous K gives the values and gradients of
+    ``einsum('bdhw,ckd->bckhw').amax(2)``, bit for bit."""
+    torch.manual_seed(0)
+    lp = LearnablePrototypeHead(D, C, 4)
+    feats = torch.randn(2, D, 5, 3, requires_grad=True)
+    g = torch.randn(2, C, 5, 3)
+    out = lp(feats).logits
+    assert out.is_contiguous()
+    got = (out, *torch.autograd.grad(out, (feats, lp.prototypes), g))
+    ref = torch.einsum("bdhw,ckd->bckhw", feats, lp.prototypes).amax(dim=2)
+    expected = (ref, *torch.autograd.grad(ref, (feats, lp.prototypes), g))
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)

@@ -57,5 +57,10 @@ class LearnablePrototypeHead(nn.Module):
         self.prototypes = nn.Parameter(torch.randn(num_classes, num_prototypes, in_channels) * 0.01)
 
     def forward(self, features: Tensor, labels: Tensor | None = None) -> HeadOutput:
-        logits = torch.einsum("bdhw,ckd->bckhw", features, self.prototypes).amax(dim=2)
-        return HeadOutput(logits=logits)
+        b, d, h, w = features.shape
+        pixels = features.permute(0, 2, 3, 1).reshape(-1, d)
+        # [N, C*K] products, max over each class's K contiguous columns (faster than amax over a strided
+        # K axis, bit for bit the same values and gradients)
+        sim = pixels @ self.prototypes.reshape(-1, d).t()
+        logits = sim.view(-1, self.num_classes, self.num_prototypes).amax(dim=-1)
+        return HeadOutput(logits=logits.view(b, h, w, self.num_classes).permute(0, 3, 1, 2).contiguous())
