@@ -39,3 +39,16 @@ def test_class_weight_power_is_checked() -> None:
     with pytest.raises(ConfigError, match=r"data.class_weight_power=0.5: expected null when data.class_weight"):
         RunConfig.from_dict({"data": {"dataset": "cityscapes", "class_weight_power": 0.5,
                                       "class_weight": [1.0] * 19}})
+
+
+def test_the_mini_recipe_weighs_its_runs_and_not_its_pretraining(plan) -> None:
+    from protoseg.pipeline.experiments import pretrain_config
+
+    for run in plan.runs.values():
+        data = run.config["data"]
+        official = {plan.entries[e].recipe == "official" for e in run.entries}
+        assert len(official) == 1, run.entries
+        # the release's recipe: its own list (or, flipped back, plain cross-entropy); the scale's otherwise
+        assert data.get("class_weight_power") == (None if official.pop() else 0.5), run.entries
+    pre = pretrain_config(plan.scale_config, "resnet_micro")
+    assert pre["data"]["class_weight_power"] is None and pre["optim"]["poly_power"] == 1.0

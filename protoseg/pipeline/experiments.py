@@ -339,7 +339,8 @@ def pretrain_config(scale: dict, backbone: str) -> dict:
     optim = {"name": maps[0]["optim"], **(scale.get("optim", {}).get(maps[0]["optim"]) or {}),
              **(maps[0].get("optim_options") or {}), **(pre.get("optim") or {}),
              **(pre.get("backbone_optim", {}).get(backbone) or {})}
-    data = {"dataset": pre["dataset"], "root": pre["root"], **(scale["data"].get("common") or {})}
+    data = {"dataset": pre["dataset"], "root": pre["root"], **(scale["data"].get("common") or {}),
+            **(pre.get("data") or {})}
     train = {**(scale.get("train") or {}), **pre["train"], **(pre.get("backbone_train", {}).get(backbone) or {})}
     return {"run": {"name": f"pretrain/{backbone}", "output_dir": f"{pre['runs_dir']}", "seed": 0},
             "model": model, "data": data, "optim": optim, "train": train,
@@ -348,8 +349,7 @@ def pretrain_config(scale: dict, backbone: str) -> dict:
 
 def pretrain_backbones(plan_runs) -> list[str]:
     """The backbones whose pre-trained files the runs read, in order."""
-    return list(dict.fromkeys(r.config["model"]["backbone"] for r in plan_runs
-                              if r.config["model"].get("pretrained")))
+    return list(dict.fromkeys(r.config["model"]["backbone"] for r in plan_runs if r.config["model"].get("pretrained")))
 
 
 def run_key(config: dict) -> str:
