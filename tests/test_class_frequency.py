@@ -51,4 +51,4 @@ def test_the_mini_recipe_weighs_its_runs_and_not_its_pretraining(plan) -> None:
         # the release's recipe: its own list (or, flipped back, plain cross-entropy); the scale's otherwise
         assert data.get("class_weight_power") == (None if official.pop() else 0.5), run.entries
     pre = pretrain_config(plan.scale_config, "resnet_micro")
-    assert pre["data"]["class_weight_power"] is None and pre["optim"]["poly_power"] == 1.0
+    assert pre["data"]["class_weight_power"] is None
