@@ -31,6 +31,9 @@ def test_counts_are_the_labelled_pixels_of_the_split(root) -> None:
         expected += np.bincount(label[label != ds.ignore_index], minlength=ds.num_classes)
     assert counts.tolist() == expected.tolist()
     assert counts.sum() > 0 and counts.shape == (ds.num_classes,)
+    cached = SegmentationDataset(root, "train", pipeline=None)
+    cached.cache_decoded = True  # counted through the cache, which then holds every item for training
+    assert label_pixel_counts(cached).tolist() == expected.tolist() and len(cached._decoded) == len(cached)
 
 
 def test_class_weight_power_is_checked() -> None:

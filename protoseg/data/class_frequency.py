@@ -16,10 +16,12 @@ from torch import Tensor
 
 def label_pixel_counts(dataset) -> Tensor:
     """``[C]`` labelled pixels per class over every item of ``dataset`` (a ``SegmentationDataset``);
-    the ignore value and any value outside ``[0, C)`` are not counted."""
+    the ignore value and any value outside ``[0, C)`` are not counted. A dataset that caches decoded
+    items is read through its cache (training reads every item anyway: each is decoded once); any
+    other reads its labels alone."""
     counts = np.zeros(dataset.num_classes, dtype=np.int64)
     for i in range(len(dataset)):
-        label = dataset.label(i)
+        label = dataset.decoded(i)[1] if dataset.cache_decoded else dataset.label(i)
         label = label[(label >= 0) & (label < dataset.num_classes)]
         counts += np.bincount(label.ravel(), minlength=dataset.num_classes)
     return torch.from_numpy(counts)
