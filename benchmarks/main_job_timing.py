@@ -2,10 +2,11 @@
 
 Reads the Snakemake benchmark files of the clone (``logs/<scale>/benchmarks/``: one TSV per job,
 its wall seconds in column ``s``) and sums them per rule; seed 0 only, so that a later multi-seed
-pass in the same clone does not count. The elapsed time is the caller's (the wall clock around
-`snakemake -c2`). Writes results/benchmarks/main_job_seed0/timing.json.
+pass in the same clone does not count. The elapsed time and exit status are the caller's (the wall
+clock around `snakemake -c2`); the machine recorded is the one this script runs on, so run it where the
+job ran. Writes results/benchmarks/main_job_seed0/timing.json.
 
-    python benchmarks/main_job_timing.py --clone /path/to/clone --elapsed-s 2507 --start-utc 17:19:29 \\
+    python benchmarks/main_job_timing.py --clone /path/to/clone --elapsed-s 2507 --exit-status 0 --start-utc 17:19:29 \\
         --what "the one-seed main job on a fresh clone of commit abc1234, 2 idle cores"
 """
 from __future__ import annotations
@@ -46,6 +47,7 @@ def main() -> int:
     ap.add_argument("--clone", required=True, type=Path)
     ap.add_argument("--scale", default="mini")
     ap.add_argument("--elapsed-s", required=True, type=float)
+    ap.add_argument("--exit-status", required=True, type=int, help="snakemake's exit status")
     ap.add_argument("--start-utc", required=True)
     ap.add_argument("--what", required=True)
     ap.add_argument("--record-step", nargs=2, type=float, metavar=("SECONDS", "STAGES"),
@@ -53,7 +55,8 @@ def main() -> int:
     ap.add_argument("--out", default="results/benchmarks/main_job_seed0/timing.json", type=Path)
     args = ap.parse_args()
     walls, jobs = job_walls(args.clone / "logs" / args.scale / "benchmarks")
-    record = {"what": args.what, "date": date.today().isoformat(), "start_utc": args.start_utc, "exit_status": 0,
+    record = {"what": args.what, "date": date.today().isoformat(), "start_utc": args.start_utc,
+              "exit_status": args.exit_status,
               "elapsed_s": round(args.elapsed_s), "machine": machine_description()["description"],
               "sum_job_wall_s": {k: round(v, 1) for k, v in sorted(walls.items(), key=lambda kv: -kv[1])},
               "jobs": {k: jobs[k] for k in ("train", "pretrain", "make_mini", "evaluate") if k in jobs}}
